@@ -1,0 +1,49 @@
+# The README's two commands: `make demo` and `make test`. Both run `make setup` first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The one torch pin lives in pyproject.toml; installing it first takes the CPU build.
+TORCH := $(shell sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml)
+# This machine's pip prints a warning per package for an unused local index; keep the rest.
+PIP_QUIET := { grep -v '^WARNING: Location .* is ignored' || true; }
+
+export DVC_NO_ANALYTICS := 1
+export WANDB_MODE ?= offline
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help setup demo test lint format clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+
+setup: $(STAMP)  ## create $(VENV) and install (a no-op when up to date)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(TORCH)" 2>&1 | $(PIP_QUIET)
+	$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
+	@touch $@
+
+demo: setup  ## fetch ml-100k, run the whole pipeline with `dvc repro`, print a summary
+	$(BIN)/recsys fetch --dataset ml-100k
+	$(BIN)/dvc repro
+	$(BIN)/recsys status
+
+test: setup  ## run the whole test suite (slow end-to-end tests included)
+	$(BIN)/python -m pytest
+
+lint: setup  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:  ## remove the venv and caches (data and DVC outputs stay)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

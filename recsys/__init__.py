@@ -1,0 +1,1 @@
+"""MovieLens recommender pipeline: SS4Rec vs NCF."""

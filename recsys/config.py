@@ -1,0 +1,132 @@
+"""Typed params: params.yaml loaded into pydantic models, one section per stage.
+
+params.yaml is the only place hyper-parameters live. Presets under configs/ are partial
+overlays; `recsys preset NAME` merges one into params.yaml, so nothing reads configs/ behind
+DVC's back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+
+from recsys.errors import RecsysError
+from recsys.io import atomic_path
+
+DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m")
+PARAMS_FILE = Path("params.yaml")
+PRESETS_DIR = Path("configs")
+
+
+class Section(BaseModel):
+    """A params section: unknown keys and wrong types are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataParams(Section):
+    """Which dataset the pipeline runs on: `data/<dataset>/ratings.csv`."""
+
+    dataset: str = Field(default="ml-100k", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class SplitParams(Section):
+    """Global temporal split: oldest rows train, then val, newest test (fractions of rows)."""
+
+    val_frac: float = Field(default=0.1, gt=0, lt=1)
+    test_frac: float = Field(default=0.1, gt=0, lt=1)
+    # k-core on the training rows only (iterated to a fixed point); 1 keeps every row.
+    min_user_ratings: int = Field(default=1, ge=1)
+    min_item_ratings: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _leave_train_rows(self) -> SplitParams:
+        if self.val_frac + self.test_frac >= 1:
+            raise ValueError("val_frac + test_frac must be below 1 (train needs rows)")
+        return self
+
+
+class Params(Section):
+    """All of params.yaml."""
+
+    data: DataParams = DataParams()
+    split: SplitParams = SplitParams()
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling against params.yaml's sections)"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Validate a params mapping; a bad key or type is a one-line RecsysError naming it."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as err:
+        raise RecsysError(_one_line(err, source)) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a syntax error is a one-line RecsysError."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecsysError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise RecsysError(f"{path}:{where} is not valid YAML: {err}".splitlines()[0]) from None
+    if data is not None and not isinstance(data, dict):
+        raise RecsysError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data or {}
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Load and validate params.yaml."""
+    path = Path(path)
+    return parse_params(read_yaml(path), source=str(path))
+
+
+def merge_into(base: dict[str, Any], overlay: dict[str, Any]) -> None:
+    """Merge `overlay` into `base` in place, recursing into nested mappings."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_into(base[key], value)
+        else:
+            base[key] = value
+
+
+def list_presets(presets_dir: Path = PRESETS_DIR) -> list[str]:
+    """Names of the presets under configs/ (`default` is built in)."""
+    names = {p.stem for p in presets_dir.glob("*.yaml") if p.stem != "prefect"}
+    return sorted(names | {"default"})
+
+
+def apply_preset(
+    name: str, params_path: Path = PARAMS_FILE, presets_dir: Path = PRESETS_DIR
+) -> Params:
+    """Merge configs/<name>.yaml into params.yaml (`default` resets it), keeping comments."""
+    if name == "default":
+        overlay: dict[str, Any] = Params().model_dump(mode="json")
+    else:
+        preset = presets_dir / f"{name}.yaml"
+        if not preset.is_file():
+            choices = ", ".join(list_presets(presets_dir))
+            raise RecsysError(f"no preset {name!r} in {presets_dir}/ (choose from: {choices})")
+        overlay = read_yaml(preset)
+    rt = YAML()  # round-trip mode: params.yaml keeps its comments and key order
+    document = rt.load(params_path.read_text(encoding="utf-8")) if params_path.exists() else {}
+    merge_into(document, overlay)
+    params = parse_params(document, source=f"params.yaml + preset {name}")
+    with atomic_path(params_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        rt.dump(document, fh)
+    return params

@@ -1,0 +1,1 @@
+"""MovieLens data: canonical format, sources (GroupLens, PyPI, local zip) and synthetic data."""

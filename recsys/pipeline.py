@@ -1,0 +1,69 @@
+"""The one way this project talks to DVC: run its commands and read the pipeline's state."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from recsys.errors import RecsysError
+
+
+class StageState(BaseModel):
+    """One DVC stage: its outputs, whether they all exist, and what DVC says changed."""
+
+    name: str
+    outs: list[str]
+    built: bool
+    stale: bool
+    changes: list[str]
+
+
+def dvc_env() -> dict[str, str]:
+    """The environment DVC commands run with: analytics off."""
+    return {**os.environ, "DVC_NO_ANALYTICS": "1"}
+
+
+def run_dvc(*args: str, cwd: str | Path = ".", check: bool = True) -> str:
+    """Run `dvc ARGS` with this interpreter's DVC; return stdout, or raise with DVC's reason."""
+    cmd = [sys.executable, "-m", "dvc", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise RecsysError(f"`dvc {' '.join(args)}` failed: {reason}")
+    return proc.stdout
+
+
+def _describe(change: dict | str) -> list[str]:
+    if isinstance(change, str):
+        return [change]
+    return [
+        f"{kind}: {path} {how}" for kind, paths in change.items() for path, how in paths.items()
+    ]
+
+
+def stage_states(root: str | Path = ".") -> list[StageState]:
+    """Every stage of the repo's pipeline with its build and staleness state."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            status = repo.status()
+            stages = list(repo.index.stages)
+            return [_state(stage, status.get(stage.addressing, [])) for stage in stages]
+    except DvcException as err:
+        raise RecsysError(f"DVC could not read the pipeline in {root}: {err}") from None
+
+
+def _state(stage, changes: list) -> StageState:
+    outs = [str(out.def_path) for out in stage.outs]
+    described = [line for change in changes for line in _describe(change)]
+    built = all(out.exists for out in stage.outs)
+    return StageState(
+        name=stage.addressing, outs=outs, built=built, stale=bool(changes), changes=described
+    )

@@ -1,0 +1,77 @@
+"""Shared fixtures: a real git + DVC repository holding a copy of this project, in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# What a pipeline run needs from the project (the package source is a DVC dependency).
+PIPELINE_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", "recsys", "configs")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """No analytics, no W&B, no user-level caches; the venv's tools first on PATH."""
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    bin_dir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    for key, value in {"NAME": "recsys tests", "EMAIL": "tests@example.invalid"}.items():
+        monkeypatch.setenv(f"GIT_AUTHOR_{key}", value)
+        monkeypatch.setenv(f"GIT_COMMITTER_{key}", value)
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo`, failing the test with git's message on error."""
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run this interpreter's DVC in `repo`."""
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True
+    )
+
+
+def tiny_ratings(n_users: int = 30, n_items: int = 40, per_user: int = 12, seed: int = 0):
+    """A small ratings frame (unique user-item pairs, many same-second ties), unsorted."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(1, n_users + 1), per_user)
+    items = np.concatenate(
+        [rng.choice(n_items, per_user, replace=False) + 1 for _ in range(n_users)]
+    )
+    timestamps = 880_000_000 + rng.integers(0, n_users * per_user // 4, users.size) * 60
+    ratings = rng.integers(1, 6, users.size).astype(float)
+    return pd.DataFrame(
+        {"user_id": users, "item_id": items, "rating": ratings, "timestamp": timestamps}
+    )
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path) -> Path:
+    """A git repository with `dvc init`, this project's pipeline files and one commit."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in PIPELINE_FILES:
+        src = PROJECT_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, repo / name)
+    git(repo, "init", "-q", "-b", "main")
+    assert dvc(repo, "init", "-q").returncode == 0
+    assert dvc(repo, "config", "core.analytics", "false").returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pipeline")
+    return repo
