@@ -39,11 +39,17 @@ def run_dvc(*args: str, cwd: str | Path = ".", check: bool = True) -> str:
 
 
 def _describe(change: dict | str) -> list[str]:
+    """Flatten a `dvc status` entry into lines like 'changed deps: params.yaml: a.b modified'."""
     if isinstance(change, str):
         return [change]
-    return [
-        f"{kind}: {path} {how}" for kind, paths in change.items() for path, how in paths.items()
-    ]
+    lines = []
+    for kind, paths in change.items():
+        for path, how in paths.items():
+            if isinstance(how, dict):  # params: {key: state}
+                lines.extend(f"{kind}: {path}: {key} {state}" for key, state in how.items())
+            else:
+                lines.append(f"{kind}: {path} {how}")
+    return lines
 
 
 def stage_states(root: str | Path = ".") -> list[StageState]:
