@@ -1,0 +1,50 @@
+"""The one interface every recommender implements: trainer, evaluator, A/B stage and app call
+nothing else, so a registry swaps models by name.
+
+Ids are dense indices from the split's id maps (`artifacts/split/{users,items}.parquet`):
+users 1..n_users and items 1..n_items; index 0 means padding or unknown (a cold user, an
+item unseen in training). Times are days (float32), never raw epoch seconds.
+
+Query batch (evaluation, A/B serving, and training of models with training_kind "query"):
+    user         (B,)    long   user index, 0 = unknown
+    item         (B,)    long   the target item, 0 = unknown
+    rating       (B,)    float  its true rating (absent when serving)
+    target_gap   (B,)    float  days from the last history event to the target (0: no history)
+    hist_item    (B, L)  long   the user's earlier items, oldest -> newest, right-aligned, 0 = pad
+    hist_rating  (B, L)  float  their ratings, 0 at padding
+    hist_gap     (B, L)  float  days since the previous history event (0 for the first, at pad)
+    hist_mask    (B, L)  bool   True where hist_* hold a real event
+History for an evaluated event is the user's events with a strictly earlier timestamp.
+
+Sequence batch (training of models with training_kind "sequence"): the hist_* keys and user
+as above for a window of L events, plus the target of every position t = the event at t + 1:
+    next_item (B, L) long, next_rating (B, L) float, next_gap (B, L) float, next_mask (B, L) bool
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+
+
+class Recommender(nn.Module):
+    """Base class: a rating predictor and a full-ranking next-item scorer."""
+
+    name: ClassVar[str]
+    training_kind: ClassVar[Literal["query", "sequence"]] = "query"
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Scalar training loss on a batch of this model's training_kind."""
+        raise NotImplementedError
+
+    def predict_rating(self, batch: Batch) -> torch.Tensor:
+        """Predicted rating of each query's target item, (B,)."""
+        raise NotImplementedError
+
+    def score_items(self, batch: Batch) -> torch.Tensor:
+        """Scores of every item for each query, (B, n_items + 1); column 0 is -inf."""
+        raise NotImplementedError
