@@ -26,15 +26,31 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 Batch = dict[str, torch.Tensor]
 
 
+class DataSpec(BaseModel):
+    """What a model needs to know about the data; stored in the checkpoint beside its config."""
+
+    n_users: int  # known users; indices 1..n_users (0 = unknown)
+    n_items: int  # known items; indices 1..n_items (0 = padding / unknown)
+    rating_min: float
+    rating_max: float
+    rating_mean: float  # of the training ratings
+
+
 class Recommender(nn.Module):
-    """Base class: a rating predictor and a full-ranking next-item scorer."""
+    """Base class: a rating predictor and a full-ranking next-item scorer.
+
+    Built as `cls(cls.Config(**ckpt["config"]), DataSpec(**ckpt["data"]))`; Config is the
+    model's params.yaml section (a pydantic model in recsys.config).
+    """
 
     name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
     training_kind: ClassVar[Literal["query", "sequence"]] = "query"
 
     def loss(self, batch: Batch) -> torch.Tensor:
