@@ -26,6 +26,8 @@ t-tests, are measured by simulation in tests/test_abtest_sequential.py.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import stats as sps
 from scipy.special import ndtr
@@ -176,13 +178,20 @@ def repeated_p_values(
     """
     z_abs = np.abs(np.atleast_2d(np.asarray(z, dtype=float)))
     levels = np.unique(np.concatenate([_P_GRID, np.asarray(exact_at, dtype=float)]))
-    table = boundary_table(info, spend_times, levels, spending, rho)  # (A, K), c falls in α'
+    key = (tuple(map(float, info)), tuple(map(float, spend_times)), spending, rho)
+    table = _cached_table(*key, tuple(levels))  # (A, K), c falls as α' grows
     per_look = np.full(z_abs.shape, np.nan)
     for k in range(z_abs.shape[1]):
         per_look[:, k] = _invert_boundary(z_abs[:, k], table[:, k], levels)
     filled = np.where(np.isnan(per_look), np.inf, per_look)
     running = np.minimum.accumulate(filled, axis=1)
     return np.where(np.isinf(running), np.nan, running)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_table(info: tuple, spend: tuple, spending: str, rho: float, levels: tuple):
+    """boundary_table memoised: both designs of a look share one information sequence."""
+    return boundary_table(np.array(info), np.array(spend), np.array(levels), spending, rho)
 
 
 def _invert_boundary(z_abs: np.ndarray, c_by_alpha: np.ndarray, levels: np.ndarray) -> np.ndarray:
