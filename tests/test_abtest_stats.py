@@ -84,6 +84,23 @@ def test_bca_bootstrap_matches_a_hand_written_bca():
     assert u_low < b.mean() - a.mean() < u_high and u_high - u_low > high - low
 
 
+@pytest.mark.parametrize("paired", [True, False])
+def test_bca_bootstrap_matches_scipy_bootstrap(paired: bool):
+    rng = np.random.default_rng(6)
+    a = rng.exponential(1.0, 80)
+    b = (a if paired else rng.exponential(1.0, 80)) + rng.exponential(0.4, 80)
+    ours = stats.bootstrap_ci(a, b, paired=paired, n_resamples=20_000, seed=1)
+    theirs = sps.bootstrap(
+        (a, b),
+        lambda x, y, axis: y.mean(axis=axis) - x.mean(axis=axis),
+        paired=paired,
+        n_resamples=20_000,
+        method="BCa",
+        rng=np.random.default_rng(2),
+    ).confidence_interval
+    assert ours == pytest.approx((theirs.low, theirs.high), abs=0.01)
+
+
 def test_delta_method_lift_variance_matches_a_large_simulation():
     rng = np.random.default_rng(11)
     n_a, n_b, runs = 400, 300, 20_000
@@ -147,3 +164,15 @@ def test_degenerate_inputs_give_nan_not_crashes():
         0.0,
     )
     assert math.isnan(stats.wilcoxon_p(np.zeros(6)))
+
+
+def test_sign_flip_p_agrees_with_scipy_permutation_test_when_both_are_exact():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0, 1, 10), rng.normal(0.4, 1, 10)
+    scipy_p = sps.permutation_test(
+        (b, a),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        n_resamples=np.inf,
+    ).pvalue
+    assert stats.sign_flip_p(b - a, n_permutations=2_000, seed=0) == pytest.approx(scipy_p)

@@ -50,7 +50,7 @@ def paired_metric(users: pd.DataFrame, metric: str, params: AbtestParams, seed: 
         "mean_a": float(a.mean()) if a.size else None,
         "mean_b": float(b.mean()) if b.size else None,
         "bootstrap_ci": [lo, hi],
-        "bootstrap_method": "BCa, users resampled in pairs (scipy.stats.bootstrap)",
+        "bootstrap_method": "BCa (as scipy.stats.bootstrap), users resampled in pairs",
         "p_permutation": stats.sign_flip_p(diff, n_permutations=params.n_permutations, seed=seed),
         "effect_size_dz": stats.effect_size_dz(diff),
         "wilcoxon_p_secondary": stats.wilcoxon_p(diff),

@@ -225,7 +225,7 @@ def build_result(analysis: dict, day: int, params: AbtestParams, md5s: dict) -> 
 
 METHODS = {
     "unit": "user: events averaged per user first (Kohavi et al. ch. 17-18)",
-    "paired": "paired t-test; BCa bootstrap CI (scipy.stats.bootstrap, paired); sign-flip "
+    "paired": "paired t-test; BCa bootstrap CI (as scipy.stats.bootstrap, paired); sign-flip "
     "permutation p = (b+1)/(m+1); effect size d_z; Wilcoxon signed-rank as a secondary only",
     "randomised": "salted-hash user assignment; Welch t-test; relative lift with delta-method "
     "SE (GrowthBook gbstats); two-sample BCa bootstrap; SRM Pearson chi-square alarm p<0.001",

@@ -6,7 +6,8 @@ user. Every function takes numpy arrays and returns plain floats in a `TestResul
 
 Paired design (both models score every user):
 - paired t-test on the per-user differences B - A;
-- BCa bootstrap CI of the mean difference, `scipy.stats.bootstrap(..., paired=True)`;
+- BCa bootstrap CI of the mean difference: scipy.stats.bootstrap's BCa (paired=True),
+  vectorised for the mean (see `bootstrap_ci`);
 - sign-flip permutation test, p = (b + 1) / (m + 1) (Smyth & Phipson 2010), exact when
   every sign vector can be enumerated;
 - effect size d_z = mean(diff) / sd(diff): with many users almost everything is
@@ -118,11 +119,6 @@ def relative_lift_delta(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> Te
     return TestResult("relative lift, delta method", lift, lift - half, lift + half, p, z, se)
 
 
-def _mean_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """mean(b) - mean(a) along `axis` (vectorised for scipy.stats.bootstrap)."""
-    return b.mean(axis=axis) - a.mean(axis=axis)
-
-
 def bootstrap_ci(
     a: np.ndarray,
     b: np.ndarray,
@@ -132,26 +128,62 @@ def bootstrap_ci(
     seed: int,
     alpha: float = 0.05,
 ) -> tuple[float, float]:
-    """BCa bootstrap CI of mean(b) - mean(a); paired resamples users, else each arm apart."""
+    """BCa bootstrap CI of mean(b) - mean(a); paired resamples users, else each arm apart.
+
+    The BCa interval of scipy.stats.bootstrap (Efron & Tibshirani 1993, §14.3), computed
+    for the mean with (n_resamples, n_users) index matrices and the closed-form jackknife:
+    scipy's generic jackknife is O(n²), minutes at 16,000 users. Checked against
+    scipy.stats.bootstrap and a hand-written BCa in tests/test_abtest_stats.py.
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.size < 2 or b.size < 2:
         return NAN, NAN
-    spread = np.ptp(b - a) if paired else max(np.ptp(a), np.ptp(b))
-    if spread == 0:  # every resample gives the same value; BCa is undefined there
-        value = float(_mean_diff(a, b))
-        return value, value
-    res = sps.bootstrap(
-        (a, b),
-        _mean_diff,
-        paired=paired,
-        vectorized=True,
-        n_resamples=n_resamples,
-        confidence_level=1 - alpha,
-        method="BCa",
-        batch=max(1, min(n_resamples, 4_000_000 // max(a.size, b.size))),  # bounds memory
-        rng=np.random.default_rng(seed),
-    )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    estimate = float(b.mean() - a.mean())
+    rng = np.random.default_rng(seed)
+    if paired:
+        diff = b - a
+        if np.ptp(diff) == 0:  # every resample gives the same value; BCa is undefined
+            return estimate, estimate
+        boot = _resampled_means(diff, n_resamples, rng)
+        jackknife = [_jackknife_means(diff)]
+    else:
+        if max(np.ptp(a), np.ptp(b)) == 0:
+            return estimate, estimate
+        boot = _resampled_means(b, n_resamples, rng) - _resampled_means(a, n_resamples, rng)
+        jackknife = [-_jackknife_means(a), _jackknife_means(b)]  # θ up to a constant
+    return _bca_ends(boot, estimate, jackknife, alpha)
+
+
+def _resampled_means(values: np.ndarray, n_resamples: int, rng) -> np.ndarray:
+    """(n_resamples,) means of bootstrap resamples, drawn in chunks of (rows, n) indices."""
+    n, out = values.size, np.empty(n_resamples)
+    rows = max(1, 2_000_000 // n)  # bounds the index matrix to ~16 MB
+    for start in range(0, n_resamples, rows):
+        stop = min(n_resamples, start + rows)
+        out[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    return out
+
+
+def _jackknife_means(values: np.ndarray) -> np.ndarray:
+    """(n,) leave-one-out means, in closed form."""
+    return (values.sum() - values) / (values.size - 1)
+
+
+def _bca_ends(
+    boot: np.ndarray, estimate: float, jackknife: list[np.ndarray], alpha: float
+) -> tuple[float, float]:
+    """BCa interval ends from the bootstrap distribution and per-sample jackknife θ values."""
+    below = (np.mean(boot < estimate) + np.mean(boot <= estimate)) / 2  # as scipy does
+    z0 = sps.norm.ppf(below)
+    # acceleration; for two samples the jackknife runs over each in turn (as in scipy)
+    u = np.concatenate([j.mean() - j for j in jackknife])
+    denominator = 6 * np.sum(u**2) ** 1.5
+    accel = float(np.sum(u**3) / denominator) if denominator > 0 else 0.0
+    ends = []
+    for q in (alpha / 2, 1 - alpha / 2):
+        zq = z0 + sps.norm.ppf(q)
+        ends.append(float(np.percentile(boot, 100 * sps.norm.cdf(z0 + zq / (1 - accel * zq)))))
+    return ends[0], ends[1]
 
 
 def sign_flip_p(diff: np.ndarray, *, n_permutations: int, seed: int) -> float:
