@@ -192,3 +192,23 @@ def test_dvc_repro_abtest_3_with_upstream_files_tracked_by_dvc_add(dvc_repo: Pat
     again = dvc(dvc_repo, "repro", "--single-item", "abtest@3")
     assert "didn't change, skipping" in again.stdout
     assert (dvc_repo / "dvc.yaml").read_text() == text
+
+
+def test_cumulative_user_means_equal_a_groupby_of_each_look():
+    from recsys.abtest.analysis import cumulative_user_means
+    from recsys.abtest.outcomes import event_outcomes, per_user, serve
+
+    experiment = fake_experiment(n_events=2_000, n_users=50, n_days=5, seed=3)
+    events = pd.concat(
+        [b.assign(day=d) for d, b in enumerate(experiment.batches, start=1)], ignore_index=True
+    )
+    served = serve(events, experiment.predictions_a, experiment.predictions_b, ("a", "b"))
+    outcomes = event_outcomes(served, ["sq_err", "hit@10"])
+    columns = ["sq_err_a", "sq_err_b", "hit@10_a", "hit@10_b"]
+    user_ids, means, n = cumulative_user_means(outcomes, columns, 5)
+    for look in (1, 3, 5):
+        expected = per_user(outcomes[outcomes["day"] <= look], ["sq_err", "hit@10"])
+        seen = n[:, look - 1] > 0
+        assert user_ids[seen].tolist() == expected["user_id"].tolist()
+        assert means[seen, look - 1] == pytest.approx(expected[columns].to_numpy())
+        assert n[seen, look - 1].tolist() == expected["n_events"].tolist()

@@ -139,23 +139,45 @@ def analyse_window(
     }
 
 
-def _look_z(users: pd.DataFrame, arm_b: np.ndarray, metric: str, design: str) -> float:
-    """The look's z statistic (t converted at equal p) for one metric and design."""
-    a, b = users[f"{metric}_a"].to_numpy(float), users[f"{metric}_b"].to_numpy(float)
+def _look_z(a: np.ndarray, b: np.ndarray, arm_b: np.ndarray, design: str) -> float:
+    """The look's z statistic (t converted at equal p) from per-user means under A and B."""
     paired = design == "paired"
     t = stats.paired_t(b - a) if paired else stats.welch_t(a[~arm_b], b[arm_b])
     return seq.z_from_t(t.statistic, t.df)
+
+
+def cumulative_user_means(outcomes: pd.DataFrame, columns: list[str], day: int):
+    """Per-user means of `columns` over days 1..look for every look, from one groupby.
+
+    Returns user ids (U,), means (U, day, C) and event counts (U, day); a user not yet seen
+    at a look has count 0 (and mean NaN).
+    """
+    grouped = outcomes.groupby(["user_id", "day"])
+    sums, counts = grouped[columns].sum(), grouped.size()
+    user_ids, user_pos = np.unique(sums.index.get_level_values(0), return_inverse=True)
+    day_pos = sums.index.get_level_values(1).to_numpy() - 1
+    total = np.zeros((user_ids.size, day, len(columns)))  # (U, days, C)
+    n = np.zeros((user_ids.size, day))  # (U, days)
+    total[user_pos, day_pos] = sums.to_numpy()
+    n[user_pos, day_pos] = counts.to_numpy()
+    total, n = np.cumsum(total, axis=1), np.cumsum(n, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return user_ids, total / n[:, :, None], n
 
 
 def look_statistics(
     outcomes: pd.DataFrame, arm_of: pd.Series, params: AbtestParams, day: int
 ) -> dict[str, np.ndarray]:
     """(design -> (n_metrics, day)) z of the cumulative analysis at every look 1..day."""
+    columns = [f"{m}_{tag}" for m in params.metrics for tag in ("a", "b")]
+    user_ids, means, n = cumulative_user_means(outcomes, columns, day)
+    arm_b_all = arm_of.reindex(user_ids).to_numpy(bool)
     z = {design: np.full((len(params.metrics), day), np.nan) for design in DESIGNS}
-    for look in range(1, day + 1):
-        users = per_user(outcomes[outcomes["day"] <= look], params.metrics)
-        arm_b = users["user_id"].map(arm_of).to_numpy(bool)
-        for design in DESIGNS:
-            for i, metric in enumerate(params.metrics):
-                z[design][i, look - 1] = _look_z(users, arm_b, metric, design)
+    for look in range(day):
+        seen = n[:, look] > 0
+        arm_b = arm_b_all[seen]
+        for i in range(len(params.metrics)):
+            a, b = means[seen, look, 2 * i], means[seen, look, 2 * i + 1]
+            for design in DESIGNS:
+                z[design][i, look] = _look_z(a, b, arm_b, design)
     return z
