@@ -32,6 +32,7 @@ class FakeExperiment:
 
 def _events(n_events: int, n_users: int, n_items: int, n_days: int, rng) -> pd.DataFrame:
     """Unique (user, item, timestamp) events in bursts around each user's active days."""
+    target, n_events = n_events, int(n_events * 1.02) + 10  # room for duplicate keys
     weights = rng.pareto(1.2, n_users) + 1  # a few heavy raters, many light ones
     users = rng.choice(n_users, n_events, p=weights / weights.sum()) + 1
     center = rng.uniform(0, n_days, n_users + 1)  # days; each user's activity centre
@@ -46,7 +47,8 @@ def _events(n_events: int, n_users: int, n_items: int, n_days: int, rng) -> pd.D
             "timestamp": timestamps,
         }
     )
-    events = events.drop_duplicates(KEY).drop_duplicates(["user_id", "item_id"])
+    events = events.drop_duplicates(KEY)
+    events = events.iloc[np.sort(rng.choice(len(events), min(target, len(events)), replace=False))]
     return events.sort_values(["timestamp", "user_id", "item_id"], ignore_index=True)
 
 

@@ -34,7 +34,7 @@ from scipy.special import ndtr
 
 MIN_GRID, MAX_GRID = 101, 401  # Simpson grid points per look (odd)
 MIN_STEP = 0.02  # a look adds at least 2 % information (see monotone_info)
-_BISECTIONS = 48  # c in [0, 40] to ~1e-13
+_BISECTIONS, _C_MAX = 36, 15.0  # c in [0, 15] to ~2e-10 (alpha spent at 15 SD: ~1e-50)
 # repeated p-values: boundaries tabulated at these α' levels, interpolated in (c, log α')
 _P_GRID = np.exp(np.linspace(np.log(1e-9), 0.0, 41))  # increasing
 _TAIL_SD = 9.0  # where no alpha is spent, integrate the continuation density to ±9 SD
@@ -120,7 +120,7 @@ def monotone_info(info: np.ndarray) -> np.ndarray:
 def _solve_boundary(recursion: _Recursion, target: np.ndarray, info: float) -> np.ndarray:
     """(A,) c with cross_prob(c) = target by bisection; inf where nothing can be spent."""
     spendable = (target > 1e-15) & (recursion.cross_prob(np.zeros_like(target), info) > target)
-    lo, hi = np.zeros_like(target), np.full_like(target, 40.0)
+    lo, hi = np.zeros_like(target), np.full_like(target, _C_MAX)
     for _ in range(_BISECTIONS):
         mid = (lo + hi) / 2
         too_loose = recursion.cross_prob(mid, info) > target  # crossing more than allowed
