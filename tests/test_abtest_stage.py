@@ -212,3 +212,22 @@ def test_cumulative_user_means_equal_a_groupby_of_each_look():
         assert user_ids[seen].tolist() == expected["user_id"].tolist()
         assert means[seen, look - 1] == pytest.approx(expected[columns].to_numpy())
         assert n[seen, look - 1].tolist() == expected["n_events"].tolist()
+
+
+def test_cli_bench_ab_json_times_every_day(tmp_path: Path):
+    import yaml
+
+    from recsys.config import Params, abtest_days
+
+    small = {"n_days": 3, "days": abtest_days(3), "n_bootstrap": 200, "n_permutations": 200}
+    params = Params(
+        abtest=load_params(PROJECT_ROOT / "params.yaml").abtest.model_copy(update=small)
+    )
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    proc = python_m(tmp_path, "recsys.cli", "bench", "ab", "--events", "2000", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["bench"] == "ab" and result["n_days"] == 3
+    (size,) = result["sizes"]
+    assert size["n_events"] == 2000 and size["n_users"] > 10
+    assert 0 < size["slowest_day_seconds"] <= size["statistics_seconds"]
