@@ -43,7 +43,8 @@ class RowRules:
     window: tuple[int, int] | None = None  # inclusive [first, last] epoch seconds of the day
     item_first_seen: pd.Series | None = None  # item_id -> earliest earlier timestamp
     user_last_seen: pd.Series | None = None  # user_id -> latest earlier timestamp
-    flags: dict[str, np.ndarray] = field(default_factory=dict)  # extra per-row reasons
+    user_order: bool = True  # check per-user time order (a raw file may be unsorted)
+    flags: dict[str, np.ndarray] = field(default_factory=dict)  # reason -> (n,) bool from a parser
 
 
 def _is_whole(values: np.ndarray) -> np.ndarray:
@@ -63,6 +64,8 @@ def _history_violations(frame: pd.DataFrame, rules: RowRules) -> dict[str, np.nd
     if rules.item_first_seen is not None:
         first = frame["item_id"].map(rules.item_first_seen).to_numpy(dtype=float)
         out["before_item_first_seen"] = ts < first  # NaN (new item) compares False
+    if not rules.user_order:
+        return out
     earlier_max = frame.groupby("user_id", sort=False)["timestamp"].cummax().to_numpy()
     order = ts < earlier_max  # a previous row of this user in the batch is later
     if rules.user_last_seen is not None:
@@ -77,8 +80,10 @@ def rule_violations(frame: pd.DataFrame, rules: RowRules) -> dict[str, np.ndarra
     ts, rating = cols["timestamp"], cols["rating"]
     ids_ok = _is_whole(cols["user_id"]) & _is_whole(cols["item_id"])
     ids_ok &= (cols["user_id"] > 0) & (cols["item_id"] > 0)
+    missing = frame[RATINGS_COLUMNS].isna().any(axis=1).to_numpy()
     masks = {
-        "missing_field": np.zeros(len(frame), dtype=bool),
+        # a parser that knows empty from unparsable fields passes its own mask in flags
+        "missing_field": rules.flags.get("missing_field", missing),
         "bad_id": ~ids_ok,
         "rating_out_of_scale": ~_on_scale(rating, rules),
         "bad_timestamp": ~_is_whole(ts) | (ts < 0),
@@ -88,7 +93,7 @@ def rule_violations(frame: pd.DataFrame, rules: RowRules) -> dict[str, np.ndarra
     if rules.window is not None:
         masks["outside_day_window"] = (ts < rules.window[0]) | (ts > rules.window[1])
     masks.update(_history_violations(frame, rules))
-    for reason, mask in rules.flags.items():  # e.g. the CSV parser's missing / not-a-number
+    for reason, mask in rules.flags.items():  # e.g. the CSV parser's not-a-number
         masks[reason] = masks.get(reason, False) | mask
     return masks
 
@@ -96,8 +101,6 @@ def rule_violations(frame: pd.DataFrame, rules: RowRules) -> dict[str, np.ndarra
 def row_reasons(frame: pd.DataFrame, rules: RowRules) -> np.ndarray:
     """The first rule each row breaks, in REASONS order; "" for a valid row. (n,) object."""
     masks = rule_violations(frame, rules)
-    missing = frame[RATINGS_COLUMNS].isna().any(axis=1).to_numpy()
-    masks["missing_field"] = masks["missing_field"] | missing
     reasons = np.full(len(frame), "", dtype=object)
     for reason in reversed(REASONS):  # later (lower-priority) reasons are overwritten
         if reason in masks:

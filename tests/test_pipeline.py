@@ -56,8 +56,12 @@ def test_dvc_repro_builds_the_split_and_is_idempotent(dvc_repo: Path):
     report = json.loads(recsys_cli(dvc_repo, "status", "--json").stdout)
     assert report["n_ratings"] == len(ratings)
     assert [(s["name"], s["built"], s["stale"]) for s in report["stages"]] == [
-        ("split", True, False)
+        ("split", True, False),
+        *[(f"batch@{day}", True, False) for day in range(1, 21)],
     ]
+    assert report["etl"]["days_done"] == 20
+    assert report["etl"]["records_processed"] == meta["test"]["n_ratings"]
+    assert report["etl"]["coverage_pct"] == 100.0
 
 
 def test_changed_param_makes_split_stale_and_repro_gives_same_bytes_back(dvc_repo: Path):
