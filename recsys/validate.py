@@ -203,3 +203,20 @@ def validate_command(path: Path, quarantine: str | None, max_messages: int = 20)
         raise RecsysError(f"{path}: unusable: none of its {n_bad:,} rows is valid (see {out})")
     print(f"{path}: {len(result.valid):,} rows valid, {n_bad:,} quarantined -> {out}")
     return EXIT_QUARANTINED
+
+
+def screen_ratings(ratings: pd.DataFrame, rules: RowRules | None = None) -> Validation:
+    """Row rules on already-parsed ratings (e.g. `recsys fetch`): valid rows and quarantine.
+
+    The quarantine holds the rejected rows' fields, `row` (1-based position in the parsed
+    ratings) and `reason`.
+    """
+    rules = rules or default_rules()
+    frame = ratings[RATINGS_COLUMNS].astype("float64").reset_index(drop=True)
+    reasons = row_reasons(frame, rules)
+    bad = reasons != ""
+    quarantine = ratings[bad].reset_index(drop=True)
+    quarantine.insert(0, "reason", reasons[bad])
+    quarantine.insert(0, "row", np.flatnonzero(bad) + 1)
+    valid = ratings[~bad].reset_index(drop=True)
+    return Validation(path=Path("<parsed>"), valid=valid, quarantine=quarantine)
