@@ -166,8 +166,8 @@ def run_batch(
     if not 1 <= day <= params.n_days:
         raise RecsysError(f"--day {day}: days run from 1 to etl.n_days={params.n_days}")
     started = time.perf_counter()
-    for path in (quality, out, quarantine):  # a killed run never leaves an old+new mix
-        path.unlink(missing_ok=True)
+    for path in (quality, timing_path(quality), out, quarantine):  # never an old+new mix
+        remove_with_temps(path)
     test = pd.read_parquet(split_dir / "test.parquet")
     bounds = day_bounds(len(test), params.n_days)
     rows = test.iloc[bounds[day - 1] : bounds[day]].reset_index(drop=True)
@@ -183,6 +183,13 @@ def run_batch(
     if not report["passed"]:
         raise RecsysError(f"day {day} failed quality: {'; '.join(report['failed_checks'])}")
     return report
+
+
+def remove_with_temps(path: Path) -> None:
+    """Remove `path` and temp files a killed writer left beside it (io.atomic_path's names)."""
+    path.unlink(missing_ok=True)
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        temp.unlink(missing_ok=True)
 
 
 def timing_path(quality: Path) -> Path:
