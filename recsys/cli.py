@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "in the canonical format, for tests and scale benchmarks.",
     )
     p.add_argument("--rows", type=int, default=100_000, help="number of ratings (default 100000)")
-    p.add_argument("--users", type=int, default=None, help="default: rows / 100")
-    p.add_argument("--items", type=int, default=None, help="default: about sqrt(rows) * 5")
+    p.add_argument("--users", type=int, default=None, help="default: about rows / 100")
+    p.add_argument("--items", type=int, default=None, help="default: about 5 * sqrt(rows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
     p.set_defaults(func=_cmd_synth)
