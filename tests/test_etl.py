@@ -56,11 +56,11 @@ def outputs(repo: Path, day: int) -> dict[str, str]:
 
 def test_days_in_order_status_and_same_result_as_one_dvc_repro(dvc_repo: Path):
     use_tiny_dataset(dvc_repo)  # 400 ratings: test split 40 rows
-    use_days(dvc_repo, 5)  # 8 rows a day
+    use_days(dvc_repo, 4)  # 10 rows a day
 
     first = recsys_cli(dvc_repo, "etl", "--next")
     assert first.returncode == 0, first.stderr
-    assert "day 1/5  rows 8  accepted 8  quarantined 0  PASSED" in first.stdout
+    assert "day 1/4  rows 10  accepted 10  quarantined 0  PASSED" in first.stdout
     assert '"event": "batch_done"' not in first.stderr  # stage logs stay in DVC's output
 
     early = recsys_cli(dvc_repo, "etl", "--day", "3")
@@ -69,10 +69,10 @@ def test_days_in_order_status_and_same_result_as_one_dvc_repro(dvc_repo: Path):
 
     two = recsys_cli(dvc_repo, "etl", "--simulate", "2")
     assert two.returncode == 0, two.stderr
-    assert "day 2/5" in two.stdout and "day 3/5" in two.stdout
+    assert "day 2/4" in two.stdout and "day 3/4" in two.stdout
     status = json.loads(recsys_cli(dvc_repo, "status", "--json").stdout)["etl"]
-    assert (status["days_done"], status["records_processed"], status["next_day"]) == (3, 24, 4)
-    assert status["coverage_pct"] == 60.0 and status["last_quality"]["passed"] is True
+    assert (status["days_done"], status["records_processed"], status["next_day"]) == (3, 30, 4)
+    assert status["coverage_pct"] == 75.0 and status["last_quality"]["passed"] is True
     nightly = lock_entries(dvc_repo, 1, 2, 3)
     day3 = outputs(dvc_repo, 3)
 
@@ -80,12 +80,17 @@ def test_days_in_order_status_and_same_result_as_one_dvc_repro(dvc_repo: Path):
     assert dvc(dvc_repo, "repro").returncode == 0
     assert lock_entries(dvc_repo, 1, 2, 3) == nightly
     text = recsys_cli(dvc_repo, "status").stdout
-    assert "days done 5/5, records processed 40 (0 quarantined), coverage 100.0 %" in text
+    assert "days done 4/4, records processed 40 (0 quarantined), coverage 100.0 %" in text
+
+    plots = json.loads(dvc(dvc_repo, "plots", "show", "--json").stdout)["data"]["quality_trend"]
+    points = plots[0]["content"]["data"]["values"]
+    assert sorted({p["day"] for p in points}) == [1, 2, 3, 4]  # days 5-20 are not in this run
+    assert {p["validity"] for p in points} == {1.0}
 
     # re-running a day, plainly or forced, changes nothing DVC hashes
     lock = (dvc_repo / "dvc.lock").read_bytes()
     again = recsys_cli(dvc_repo, "etl", "--day", "3")
-    assert again.returncode == 0 and "day 3/5" in again.stdout
+    assert again.returncode == 0 and "day 3/4" in again.stdout
     assert dvc(dvc_repo, "repro", "-f", "-s", "batch@3").returncode == 0  # -s: not the split
     assert (dvc_repo / "dvc.lock").read_bytes() == lock
     assert outputs(dvc_repo, 3) == day3
@@ -154,7 +159,7 @@ def test_two_runs_at_once_wait_for_the_lock(dvc_repo: Path):
     ]
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
     assert [code for code, _, _ in results] == [0, 0], results
-    assert all(b"day 1/20" in out for _, out, _ in results)
+    assert all(b"day 1/2 " in out for _, out, _ in results)
     assert all(err.count(b'"event": "day_done"') == 1 for _, _, err in results)
     assert json.loads(dvc(dvc_repo, "status", "batch@1", "--json").stdout) == {}
     status = json.loads(recsys_cli(dvc_repo, "status", "--json").stdout)["etl"]
