@@ -82,13 +82,16 @@ def bench_etl(rows: int) -> dict:
         lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
         raise RecsysError(f"bench etl: the measured run failed: {lines[-1]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the measured child only
     return {
         "rows": rows,
         **result,
         "process_s": round(process_s, 2),  # with interpreter start-up and imports
-        "peak_rss_mb": round(peak_kb / 1024, 1),
+        # CPU seconds (user + system): steadier than wall time on a shared machine
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
         "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # others' work skews wall times
     }
 
 
@@ -97,7 +100,7 @@ def render(result: dict) -> str:
     return (
         f"bench etl: {result['rows']:,} rows: split {result['split_s']} s + "
         f"{result['test_rows']:,} test rows in 20 days {result['batches_s']} s = "
-        f"{result['total_s']} s, peak RSS {result['peak_rss_mb']:,} MB"
+        f"{result['total_s']} s ({result['cpu_s']} CPU s), peak RSS {result['peak_rss_mb']:,} MB"
     )
 
 
