@@ -178,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=20, help="problem lines to print (default 20)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("bench", help="benchmarks at scale on synthetic data")
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: etl, ab, scan, train (JSON with --json)",
+        description="Speed and memory measured on this machine; medians where repeated.",
+    )
     bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
     b = bench.add_parser(
         "etl",
@@ -203,9 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="preset name, e.g. smoke, default")
     p.set_defaults(func=_cmd_preset)
 
-    bench = sub.add_parser("bench", help="timings: bench ab | ...").add_subparsers(
-        dest="bench", required=True, metavar="BENCH"
-    )
     p = bench.add_parser(
         "ab",
         help="time all days' A/B statistics on fake inputs (ml-100k size and 1M events)",
