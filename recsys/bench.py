@@ -181,10 +181,10 @@ def scan_benchmark(
 
 
 def render_table(records: list[dict]) -> str:
-    """A plain-text table with each implementation's speed-up and memory ratio vs ours."""
+    """A plain-text table; time/ours and mem/ours: how many times ours each one takes."""
     ours = {(r["layer"], r["L"]): r for r in records if r["impl"] == "ours" and "error" not in r}
     lines = [f"{'layer':<11}{'impl':<12}{'B':>5}{'L':>5}{'fwd+bwd ms':>12}{'peak MB':>10}"
-             f"{'ours faster':>13}{'ours mem':>10}"]  # fmt: skip
+             f"{'time/ours':>11}{'mem/ours':>10}"]  # fmt: skip
     for r in records:
         head = f"{r['layer']:<11}{r['impl']:<12}{r['B']:>5}{r['L']:>5}"
         if "error" in r:
@@ -192,6 +192,6 @@ def render_table(records: list[dict]) -> str:
             continue
         base = ours.get((r["layer"], r["L"]))
         speed = f"{r['fwd_bwd_ms'] / base['fwd_bwd_ms']:.2f}x" if base else "-"
-        memory = f"{base['peak_mb'] / max(r['peak_mb'], 0.1):.2f}x" if base else "-"
-        lines.append(f"{head}{r['fwd_bwd_ms']:>12.1f}{r['peak_mb']:>10.1f}{speed:>13}{memory:>10}")
+        memory = f"{r['peak_mb'] / max(base['peak_mb'], 0.1):.2f}x" if base else "-"
+        lines.append(f"{head}{r['fwd_bwd_ms']:>12.1f}{r['peak_mb']:>10.1f}{speed:>11}{memory:>10}")
     return "\n".join(lines)
