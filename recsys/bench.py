@@ -6,7 +6,8 @@ set above its resident set after the inputs were built and one warm-up pass ran 
 VmHWM reset through /proc/self/clear_refs, then read from /proc/self/status). It sees
 everything torch allocates, whatever the allocator, and none of the import footprint.
 `fwd_bwd_ms` is the median wall time of `repeats` forward + backward passes after a warm-up,
-measured in a second subprocess with the default allocator settings.
+all implementations of one (layer, L) timed in one subprocess with the default allocator,
+their passes interleaved round-robin so that a busy machine slows them alike.
 Peers: mambapy's `pscan` (the selective scan) and s5-pytorch's `S5` with a per-step
 `step_scale` (the time-aware S5); both are the `bench` extra.
 """
@@ -91,8 +92,8 @@ def _reset_peak_rss() -> None:
         clear_refs.write("5")
 
 
-def measure(layer: str, impl: str, batch: int, length: int, repeats: int, memory: bool) -> dict:
-    """Peak memory of one pass after a warm-up (memory=True), else median time of `repeats`."""
+def _fwd_bwd_timer(layer: str, impl: str, batch: int, length: int) -> Callable[[], float]:
+    """A function running one forward + backward pass of a case, returning its ms."""
     torch.manual_seed(0)
     case = _selective_case if layer == "selective" else _time_aware_case
     fn, inputs = case(impl, batch, length)
@@ -108,48 +109,74 @@ def measure(layer: str, impl: str, batch: int, length: int, repeats: int, memory
             t.grad = None
         return (time.perf_counter() - start) * 1000
 
+    return fwd_bwd
+
+
+def measure_memory(layer: str, impl: str, batch: int, length: int) -> dict:
+    """Rise of peak RSS during one pass after a warm-up (run in a fresh interpreter)."""
+    fwd_bwd = _fwd_bwd_timer(layer, impl, batch, length)
     fwd_bwd()  # warm-up: thread pools and lazy initialisation
-    if memory:
-        _reset_peak_rss()
-        baseline = _status_mb("VmRSS")
-        fwd_bwd()
-        return {"peak_mb": round(_status_mb("VmHWM") - baseline, 1)}
-    times = [fwd_bwd() for _ in range(max(repeats, 1))]
-    return {"fwd_bwd_ms": round(statistics.median(times), 2), "repeats": len(times),
-            "threads": torch.get_num_threads()}  # fmt: skip
+    _reset_peak_rss()
+    baseline = _status_mb("VmRSS")
+    fwd_bwd()
+    return {"peak_mb": round(_status_mb("VmHWM") - baseline, 1)}
 
 
-def _subprocess(args: tuple, env: dict[str, str]) -> dict:
-    """measure(*args) in a fresh interpreter; raises RuntimeError with its last error line."""
-    code = f"import json; from recsys.bench import measure; print(json.dumps(measure{args!r}))"
+def measure_times(layer: str, batch: int, length: int, repeats: dict[str, int]) -> dict:
+    """Median ms per implementation, passes interleaved round-robin so all see the same load."""
+    timers = {impl: _fwd_bwd_timer(layer, impl, batch, length) for impl in repeats}
+    for fwd_bwd in timers.values():
+        fwd_bwd()  # warm-up
+    times: dict[str, list[float]] = {impl: [] for impl in repeats}
+    for round_ in range(max(repeats.values())):
+        for impl, fwd_bwd in timers.items():
+            if round_ < repeats[impl]:
+                times[impl].append(fwd_bwd())
+    return {impl: {"fwd_bwd_ms": round(statistics.median(t), 2), "repeats": len(t),
+                   "threads": torch.get_num_threads()} for impl, t in times.items()}  # fmt: skip
+
+
+def _subprocess(call: str, env: dict[str, str]) -> dict:
+    """`recsys.bench.<call>` in a fresh interpreter; RuntimeError with its last error line."""
+    code = f"import json, recsys.bench as b; print(json.dumps(b.{call}))"
     try:
         done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env=env
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, env=env
         )
     except subprocess.TimeoutExpired:
-        raise RuntimeError("timed out after 900 s") from None
+        raise RuntimeError("timed out after 1800 s") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"exit {done.returncode}: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _run_isolated(layer: str, impl: str, batch: int, length: int, repeats: int) -> dict:
-    """One record: timing and memory each in a fresh interpreter; failures become errors."""
-    record = {"layer": layer, "impl": impl, "B": batch, "L": length}
-    if _peer_missing(impl):
-        return record | {"error": "not installed (pip install .[bench])"}
-    args = (layer, impl, batch, length, repeats)
+def _length_records(layer: str, batch: int, length: int, repeats: dict[str, int]) -> list[dict]:
+    """Records of every implementation at one (layer, B, L); failures become error records."""
+    base = {"layer": layer, "B": batch, "L": length}
+    missing = {impl for impl in repeats if _peer_missing(impl)}
+    present = {impl: n for impl, n in repeats.items() if impl not in missing}
     try:
-        timing = _subprocess((*args, False), dict(os.environ))
-        memory = _subprocess((*args, True), os.environ | MALLOC_ENV)
+        times = _subprocess(
+            f"measure_times({layer!r}, {batch}, {length}, {present!r})", dict(os.environ)
+        )
     except RuntimeError as err:
-        return record | {"error": str(err)}
-    return (
-        record
-        | {"fwd_bwd_ms": timing["fwd_bwd_ms"], "peak_mb": memory["peak_mb"]}
-        | {k: timing[k] for k in ("repeats", "threads")}
-    )
+        return [{"impl": impl, **base, "error": str(err)} for impl in repeats]
+    records = []
+    for impl in repeats:
+        record = {"layer": layer, "impl": impl, "B": batch, "L": length}
+        if impl in missing:
+            records.append(record | {"error": "not installed (pip install .[bench])"})
+            continue
+        try:
+            call = f"measure_memory({layer!r}, {impl!r}, {batch}, {length})"
+            memory = _subprocess(call, os.environ | MALLOC_ENV)
+        except RuntimeError as err:
+            records.append(record | {"error": str(err)})
+            continue
+        timing = times[impl]
+        records.append(record | {"fwd_bwd_ms": timing.pop("fwd_bwd_ms"), **memory, **timing})
+    return records
 
 
 def _peer_missing(impl: str) -> bool:
@@ -170,13 +197,14 @@ def scan_benchmark(
     records = []
     for layer, impls in IMPLS.items():
         for length in lengths:
-            for impl in impls:
-                if impl == "reference" and length > reference_max_length:
-                    continue
-                if progress:
-                    progress(f"{layer} {impl} B={batch} L={length}")
-                n = reference_repeats if impl == "reference" else repeats
-                records.append(_run_isolated(layer, impl, batch, length, n))
+            if progress:
+                progress(f"{layer} B={batch} L={length}")
+            counts = {
+                impl: reference_repeats if impl == "reference" else repeats
+                for impl in impls
+                if impl != "reference" or length <= reference_max_length
+            }
+            records += _length_records(layer, batch, length, counts)
     return records
 
 

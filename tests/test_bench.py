@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import pytest
@@ -14,7 +15,7 @@ KEYS = {"layer", "impl", "B", "L", "fwd_bwd_ms", "peak_mb"}
 
 @pytest.mark.slow  # two fresh interpreters importing torch
 def test_a_real_case_measures_time_and_memory_in_subprocesses():
-    record = bench._run_isolated("time_aware", "ours", 2, 4, 1)
+    [record] = bench._length_records("time_aware", 2, 4, {"ours": 2})
     assert record.keys() >= KEYS, record
     assert (record["layer"], record["impl"], record["B"], record["L"]) == (
         "time_aware",
@@ -28,8 +29,15 @@ def test_a_real_case_measures_time_and_memory_in_subprocesses():
 def test_a_missing_peer_is_an_error_record_not_a_crash(monkeypatch, capsys):
     monkeypatch.setitem(bench.PEER_PACKAGE, "mambapy", "no_such_package_for_the_test")
     calls = []
-    monkeypatch.setattr(bench, "_subprocess", lambda args, env: calls.append(args) or {
-        "fwd_bwd_ms": 1.0, "peak_mb": 2.0, "repeats": 1, "threads": 1})  # fmt: skip
+
+    def fake_subprocess(call, env):  # stands in for the interpreter only; records the call
+        calls.append(call)
+        if call.startswith("measure_memory"):
+            return {"peak_mb": 2.0}
+        impls = ast.literal_eval(call[call.index("{") : call.rindex("}") + 1])
+        return {impl: {"fwd_bwd_ms": 1.0, "repeats": n, "threads": 1} for impl, n in impls.items()}
+
+    monkeypatch.setattr(bench, "_subprocess", fake_subprocess)
     assert main(["bench", "scan", "--json", "--lengths", "8", "--batch", "2"]) == 0
     records = json.loads(capsys.readouterr().out)
     missing = [r for r in records if r["impl"] == "mambapy"]
@@ -39,6 +47,7 @@ def test_a_missing_peer_is_an_error_record_not_a_crash(monkeypatch, capsys):
         (layer, impl) for layer, impls in bench.IMPLS.items() for impl in impls
     }
     assert all(r.keys() >= KEYS for r in records if r["impl"] != "mambapy")
+    assert not any("mambapy" in call for call in calls)  # a missing peer is never run
 
 
 def test_table_shows_ratios_against_ours():

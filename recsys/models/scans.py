@@ -15,7 +15,8 @@ Two recurrences, both diagonal in the state:
 * The time-aware S5 scan (complex, one step size per event):
       h_t = a_t ⊙ h_{t-1} + x_t                              h: (B, P) complex
   `diagonal_scan` is a Hillis-Steele log-depth scan over L on (B, L, P) tensors: log2(L)
-  vectorised steps, ordinary autograd (the state is small: P ≪ D·N).
+  vectorised in-place steps; its backward is the same scan over the time-reversed adjoint,
+  so no autograd graph of slices is built (the state is small: P ≪ D·N).
 
 Padding convention: a step with Δ = 0 and zero input is the identity (a = 1, x = 0), so
 left padding never changes the state.
@@ -130,18 +131,43 @@ def selective_scan_reference(
     return y if D is None else y + u * D
 
 
+def _hillis_steele_(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """In place on copies: x_t <- a_t x_{t-1} + x_t over dim 1 in log2(L) vectorised steps."""
+    a, x = a.clone(), x.clone()
+    length, k = x.shape[1], 1
+    while k < length:
+        x[:, k:] += a[:, k:] * x[:, :-k]  # the right side is evaluated before the write
+        if 2 * k < length:  # the last level needs no new products
+            a[:, k:] = a[:, k:] * a[:, :-k]
+        k *= 2
+    return x
+
+
+class _DiagonalScanFn(torch.autograd.Function):
+    """Forward: the log-depth scan; backward: the same scan run backwards on the adjoint."""
+
+    @staticmethod
+    def forward(ctx, a, x):  # (B, L, P) each
+        h = _hillis_steele_(a, x)
+        ctx.save_for_backward(a, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):  # dLoss/dh_t from the output only, (B, L, P)
+        a, h = ctx.saved_tensors
+        # g_t = grad_h_t + conj(a_{t+1}) g_{t+1}: a forward scan on time-reversed tensors
+        a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], dim=1).conj()
+        g = _hillis_steele_(a_next.flip(1), grad_h.flip(1)).flip(1)  # dLoss/dh_t, total
+        h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        return g * h_prev.conj(), g
+
+
 def diagonal_scan(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """h_t = a_t * h_{t-1} + x_t over dim 1 (h_{-1} = 0), log-depth (Hillis-Steele).
 
-    a, x: (B, L, P), real or complex; every step's a must satisfy |a| <= 1 for stability.
+    a, x: (B, L, P), real or complex, same dtype; |a| <= 1 keeps every partial product bounded.
     """
-    length, k = x.shape[1], 1
-    while k < length:
-        x = torch.cat([x[:, :k], torch.addcmul(x[:, k:], a[:, k:], x[:, :-k])], dim=1)
-        if 2 * k < length:  # the last level needs no new products
-            a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], dim=1)
-        k *= 2
-    return x
+    return _DiagonalScanFn.apply(a, x)
 
 
 def diagonal_scan_reference(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -53,8 +53,9 @@ class TimeAwareS5(nn.Module):
         as_param = lambda arr: nn.Parameter(torch.tensor(arr, dtype=torch.float32))  # noqa: E731
         self.log_neg_lambda_re = as_param(np.log(-eigvals.real))  # keeps Re Λ < 0
         self.lambda_im = as_param(eigvals.imag)
-        self.B_re, self.B_im = as_param(b_tilde.real), as_param(b_tilde.imag)
-        self.C_re, self.C_im = as_param(c_tilde.real), as_param(c_tilde.imag)
+        # (re, im) pairs interleaved so one matmul yields a view_as_complex-able tensor
+        self.B_pairs = as_param(np.stack([b_tilde.real, b_tilde.imag], 1).reshape(-1, d_model))
+        self.C_pairs = as_param(np.stack([c_tilde.real, -c_tilde.imag], 2).reshape(d_model, -1))
         self.D = nn.Parameter(torch.rand(d_model))
         log_steps = torch.rand(d_state // 2) * (math.log(dt_max) - math.log(dt_min))
         self.log_step = nn.Parameter(log_steps + math.log(dt_min))  # S5's learnable step
@@ -66,9 +67,10 @@ class TimeAwareS5(nn.Module):
         lam = torch.complex(-torch.exp(self.log_neg_lambda_re), self.lambda_im)  # (P/2,)
         delta = (step * mask).unsqueeze(-1) * torch.exp(self.log_step)  # (B, L, P/2)
         lam_bar = torch.exp(lam * delta)  # ZOH: exp(Λ Δ); |.| <= 1, = 1 where Δ = 0
-        bu = torch.complex(x @ self.B_re.T, x @ self.B_im.T)  # B̃ u, (B, L, P/2)
+        batch, length, _ = x.shape
+        bu = torch.view_as_complex((x @ self.B_pairs.T).view(batch, length, -1, 2))  # B̃ u
         h = self.scan(lam_bar, (lam_bar - 1) / lam * bu)  # ZOH: B̄ = (Λ̄ - 1) / Λ · B̃
-        y = 2 * (h.real @ self.C_re.T - h.imag @ self.C_im.T)  # 2 Re(C̃ h), (B, L, H)
+        y = 2 * (torch.view_as_real(h).flatten(-2) @ self.C_pairs.T)  # 2 Re(C̃ h), (B, L, H)
         return y + self.D * x
 
 
