@@ -76,6 +76,16 @@ def _cmd_bench_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from recsys.bench import training_throughput
+
+    result = training_throughput(
+        batch=args.batch, length=args.length, n_items=args.items, steps=args.steps
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="micro-benchmarks (scan: SS4Rec's two scans vs peers)")
     actions = bench.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -100,6 +110,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="skip the sequential reference above this L (default 50; it is slow and large)",
     )
     p.set_defaults(func=_cmd_bench_scan)
+
+    p = actions.add_parser(
+        "train",
+        help="SS4Rec training throughput (params.yaml architecture) on a synthetic batch",
+        description="Median time of a full training step (loss over every window position, "
+        "backward, Adam) of SS4Rec with the default params; one window = L positions.",
+    )
+    p.add_argument("--batch", type=int, default=256, help="windows per step (default 256)")
+    p.add_argument("--length", type=int, default=50, help="window length L (default 50)")
+    p.add_argument("--items", type=int, default=1700, help="catalogue size (default 1700)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps after a warm-up")
+    p.set_defaults(func=_cmd_bench_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
