@@ -8,7 +8,7 @@ DVC's back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -50,11 +50,44 @@ class SplitParams(Section):
         return self
 
 
+class TrainParams(Section):
+    """What every model's training and evaluation share; model hyper-parameters (lr,
+    batch_size, epochs, dims) live in the model's own section."""
+
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    amp: bool = False  # bf16 autocast on CUDA; a no-op (with a note) on CPU
+    compile: bool = False  # torch.compile of the loss on CUDA; a no-op (with a note) on CPU
+    num_threads: int = Field(default=1, ge=0)  # torch CPU threads; 0 = torch's default
+    patience: int = Field(default=3, ge=1)  # epochs without improvement before stopping
+    early_stop_metric: str = Field(
+        default="val/ndcg@10", pattern=r"^val/(rmse|mae|hr@10|ndcg@10|mrr@10)$"
+    )
+    early_stop_mode: Literal["max", "min"] = "max"
+    max_grad_norm: float = Field(default=0.0, ge=0)  # gradient clipping; 0 = off (norm is logged)
+    max_len: int = Field(default=50, ge=1)  # history length of queries, unless the model sets one
+    eval_batch_size: int = Field(default=1024, ge=1)
+
+
+class BiasParams(Section):
+    """User + item bias baseline: ridge-regularised biases by alternating updates."""
+
+    reg_user: float = Field(default=10.0, ge=0)
+    reg_item: float = Field(default=2.0, ge=0)
+    iterations: int = Field(default=10, ge=1)
+
+
+class MeanParams(Section):
+    """Global-mean baseline: nothing to set."""
+
+
 class Params(Section):
     """All of params.yaml."""
 
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
+    train: TrainParams = TrainParams()
+    bias: BiasParams = BiasParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:
