@@ -40,29 +40,28 @@ def use_tiny_dataset(repo: Path) -> pd.DataFrame:
 def test_dvc_repro_builds_the_split_and_is_idempotent(dvc_repo: Path):
     ratings = use_tiny_dataset(dvc_repo)
 
-    repro = dvc(dvc_repo, "repro")
+    repro = dvc(dvc_repo, "repro", "split")  # training stages have tests of their own
     assert repro.returncode == 0, repro.stderr
     meta = json.loads((dvc_repo / "artifacts/split/meta.json").read_text())
     assert sum(meta[k]["n_ratings"] for k in ("train", "val", "test")) == len(ratings)
     assert meta["test"]["n_ratings"] == round(len(ratings) * 0.1)
     lock = (dvc_repo / "dvc.lock").read_bytes()
 
-    status = dvc(dvc_repo, "status", "--json")
-    assert json.loads(status.stdout) == {}  # data.dvc and every stage up to date
-    again = dvc(dvc_repo, "repro")
+    status = dvc(dvc_repo, "status", "split", "--json")
+    assert json.loads(status.stdout) == {}  # data.dvc and the split up to date
+    again = dvc(dvc_repo, "repro", "split")
     assert "didn't change, skipping" in again.stdout
     assert (dvc_repo / "dvc.lock").read_bytes() == lock
 
     report = json.loads(recsys_cli(dvc_repo, "status", "--json").stdout)
     assert report["n_ratings"] == len(ratings)
-    assert [(s["name"], s["built"], s["stale"]) for s in report["stages"]] == [
-        ("split", True, False)
-    ]
+    split = report["stages"][0]
+    assert (split["name"], split["built"], split["stale"]) == ("split", True, False)
 
 
 def test_changed_param_makes_split_stale_and_repro_gives_same_bytes_back(dvc_repo: Path):
     use_tiny_dataset(dvc_repo)
-    assert dvc(dvc_repo, "repro").returncode == 0
+    assert dvc(dvc_repo, "repro", "split").returncode == 0
     git(dvc_repo, "add", "-A")
     git(dvc_repo, "commit", "-q", "-m", "built")
     first = (dvc_repo / "dvc.lock").read_text()
@@ -75,6 +74,6 @@ def test_changed_param_makes_split_stale_and_repro_gives_same_bytes_back(dvc_rep
     assert report["stages"][0]["changes"] == ["changed deps: params.yaml: split.test_frac modified"]
 
     git(dvc_repo, "checkout", "-q", "--", "params.yaml")
-    assert dvc(dvc_repo, "repro").returncode == 0
+    assert dvc(dvc_repo, "repro", "split").returncode == 0
     assert (dvc_repo / "dvc.lock").read_text() == first
     assert git(dvc_repo, "status", "--porcelain") == ""
