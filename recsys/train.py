@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from recsys.batches import (
     EventLog,
+    HistoryBy,
     QuerySet,
     SplitData,
     TensorSet,
@@ -108,13 +109,15 @@ def peak_memory_mb(device: torch.device) -> float:
 class Tracker:
     """Epoch metrics to dvclive and W&B (either may be off); W&B never asks for a login."""
 
-    def __init__(self, live_dir: Path | None, run_name: str, config: dict, resume: bool):
+    def __init__(
+        self, live_dir: Path | None, run_name: str, config: dict, resume: bool, use_wandb: bool
+    ):
         self.live = None
         if live_dir is not None:
             from dvclive import Live
 
             self.live = Live(str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None)
-        self.wandb_run = _start_wandb(run_name, config)
+        self.wandb_run = _start_wandb(run_name, config) if use_wandb else None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         """Log one epoch's metrics at `step` (the epoch number)."""
@@ -188,13 +191,20 @@ class RunState:
 class Trainer:
     """One model's training run; see the module docstring."""
 
-    def __init__(self, model_name: str, config: BaseModel, data: SplitData, train: TrainParams):
+    def __init__(
+        self,
+        model_name: str,
+        config: BaseModel,
+        data: SplitData,
+        train: TrainParams,
+        history_by: HistoryBy = "time",
+    ):
         seed_everything(train)
         self.name, self.config, self.data, self.train = model_name, config, data, train
         self.device = resolve_device(train.device)
         self.model: Recommender = model_class(model_name)(config, data.spec)
         self.model.to(self.device)
-        self.log = EventLog(data)
+        self.log = EventLog(data, history_by)
         self.val = QuerySet(self.log, self.log.rows_of("val"), history_len(self.model, train))
         self.closed_form = isinstance(self.model, ClosedFormRecommender)
         self.hyper = (
@@ -407,15 +417,17 @@ def train_model(
     state_path: Path | None = None,
     live_dir: Path | None = None,
     resume: bool = False,
+    history_by: HistoryBy = "time",
+    use_wandb: bool = True,
 ) -> RunState:
     """Train `model_name` with `config` on `data`; the best weights go to `out`."""
-    trainer = Trainer(model_name, config, data, train)
+    trainer = Trainer(model_name, config, data, train, history_by)
     run_config = {
         "model": model_name,
         **config.model_dump(mode="json"),
         "train": train.model_dump(),
     }
-    tracker = Tracker(live_dir, model_name, run_config, resume)
+    tracker = Tracker(live_dir, model_name, run_config, resume, use_wandb)
     try:
         return trainer.run(out=out, state_path=state_path, tracker=tracker, resume=resume)
     finally:
