@@ -79,6 +79,40 @@ class BiasParams(Section):
 
 class MeanParams(Section):
     """Global-mean baseline: nothing to set."""
+class NCFParams(Section):
+    """NeuMF (He et al. 2017): GMF and MLP towers fused; a rating head and a ranking head."""
+
+    gmf_dim: int = Field(default=32, ge=1)  # GMF user/item embedding size
+    mlp_dim: int = Field(default=32, ge=1)  # MLP tower user/item embedding size
+    mlp_layers: list[int] = Field(default=[64, 32, 16], min_length=1)  # hidden widths
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    rank_weight: float = Field(default=0.5, ge=0)  # weight of the ranking (BCE) loss
+    n_negatives: int = Field(default=4, ge=1)  # sampled negatives per positive (ranking head)
+    unknown_prob: float = Field(default=0.05, ge=0, lt=1)  # ids replaced by 0 in training
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=1024, ge=1)
+    epochs: int = Field(default=10, ge=1)
+
+
+class SS4RecParams(Section):
+    """SS4Rec (arXiv:2502.08132); defaults follow the official code except where noted."""
+
+    d_model: int = Field(default=64, ge=2)  # hidden size
+    n_layers: int = Field(default=2, ge=1)  # SSBlocks
+    d_state: int = Field(default=32, ge=2, multiple_of=2)  # S5 and Mamba state size
+    d_conv: int = Field(default=4, ge=1)  # Mamba causal conv width
+    expand: int = Field(default=2, ge=1)  # Mamba inner width = expand * d_model
+    dt_min: float = Field(default=0.001, gt=0)  # initial step range (S5 and Mamba)
+    dt_max: float = Field(default=0.1, gt=0)
+    gap_unit_days: float = Field(default=1 / 24, gt=0)  # time gaps are log1p(days / unit)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    rating_weight: float = Field(default=1.0, ge=0)  # loss = next-item CE + w * rating MSE
+    max_len: int = Field(default=50, ge=1)  # training window / history length (200: ml-1m)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=256, ge=1)  # windows of max_len events per step
+    epochs: int = Field(default=15, ge=1)
 
 
 class Params(Section):
@@ -88,6 +122,8 @@ class Params(Section):
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
     bias: BiasParams = BiasParams()
+    ncf: NCFParams = NCFParams()
+    ss4rec: SS4RecParams = SS4RecParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:
