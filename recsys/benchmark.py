@@ -21,6 +21,7 @@ import torch
 from recsys.batches import EventLog, QuerySet, SplitData, split_from_frames
 from recsys.config import Params
 from recsys.evaluate import history_len, metrics_of, score_queries
+from recsys.models.registry import model_class
 from recsys.train import Trainer, model_config, resolve_device, train_model
 
 LOO_KEYS = ("hr@10", "ndcg@10", "mrr@10")
@@ -54,9 +55,10 @@ def run_loo(ratings: pd.DataFrame, models: list[str], params: Params) -> dict[st
 def _loo_test_metrics(checkpoint: Path, data: SplitData, params: Params) -> dict:
     from recsys.checkpoint import load_model
 
-    model, _ = load_model(checkpoint)
+    model, ckpt = load_model(checkpoint)
+    config = model_class(ckpt["model"]).Config(**ckpt["config"])
     log, device = EventLog(data, history_by="order"), resolve_device(params.train.device)
-    queries = QuerySet(log, log.rows_of("test"), history_len(model, params.train))
+    queries = QuerySet(log, log.rows_of("test"), history_len(model, config, params.train))
     model.to(device)
     scored = score_queries(model, queries, params.train.eval_batch_size, device, desc="loo test")
     overall = metrics_of(scored)

@@ -79,6 +79,8 @@ class BiasParams(Section):
 
 class MeanParams(Section):
     """Global-mean baseline: nothing to set."""
+
+
 class NCFParams(Section):
     """NeuMF (He et al. 2017): GMF and MLP towers fused; a rating head and a ranking head."""
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from recsys.batches import EventLog, QuerySet, SplitData, batch_to, iterate_batches, load_split
@@ -33,6 +34,7 @@ from recsys.io import write_json, write_parquet
 from recsys.metrics import rank_of_targets, summarize
 from recsys.models.base import Recommender
 from recsys.models.baselines import ClosedFormRecommender, GlobalMean, UserItemBias
+from recsys.models.registry import model_class
 
 K = 10
 NOTES = {
@@ -57,11 +59,11 @@ class Scored:
     warm: np.ndarray  # (N,) bool: user has a training rating
 
 
-def history_len(model: Recommender, train: TrainParams) -> int:
-    """Events of history a model's queries carry: its own max_len, else train.max_len."""
+def history_len(model: Recommender, config: BaseModel, train: TrainParams) -> int:
+    """Events of history a model's queries carry: its config's max_len, else train.max_len."""
     if isinstance(model, ClosedFormRecommender):
         return 0  # the baselines read no history
-    return int(getattr(model.config, "max_len", train.max_len))
+    return int(getattr(config, "max_len", train.max_len))
 
 
 @torch.no_grad()
@@ -116,10 +118,10 @@ def fit_baselines(data: SplitData, bias: BiasParams) -> dict[str, ClosedFormReco
 
 
 def evaluate_parts(
-    model: Recommender, log: EventLog, train: TrainParams, device: torch.device
+    model: Recommender, config: BaseModel, log: EventLog, train: TrainParams, device: torch.device
 ) -> dict[str, Scored]:
     """The model scored on val and test queries."""
-    max_len = history_len(model, train)
+    max_len = history_len(model, config, train)
     model.to(device)
     scored = {}
     for part in ("val", "test"):
@@ -166,10 +168,15 @@ def evaluate_checkpoint(
             f"{checkpoint}: trained on another split (train.parquet md5 differs); retrain it"
         )
     log, device = EventLog(data), resolve_device(train.device)
-    scored = evaluate_parts(model, log, train, device)
+    scored = evaluate_parts(
+        model, model_class(ckpt["model"]).Config(**ckpt["config"]), log, train, device
+    )
     report = {part: metrics_of(s) for part, s in scored.items()}
     report["baselines"] = {
-        name: {part: metrics_of(s) for part, s in evaluate_parts(b, log, train, device).items()}
+        name: {
+            part: metrics_of(s)
+            for part, s in evaluate_parts(b, b.config, log, train, device).items()
+        }
         for name, b in fit_baselines(data, bias).items()
     }
     report |= {"model": ckpt["model"], "n_items": data.spec.n_items, "notes": NOTES}

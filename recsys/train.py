@@ -205,7 +205,9 @@ class Trainer:
         self.model: Recommender = model_class(model_name)(config, data.spec)
         self.model.to(self.device)
         self.log = EventLog(data, history_by)
-        self.val = QuerySet(self.log, self.log.rows_of("val"), history_len(self.model, train))
+        self.val = QuerySet(
+            self.log, self.log.rows_of("val"), history_len(self.model, config, train)
+        )
         self.closed_form = isinstance(self.model, ClosedFormRecommender)
         self.hyper = (
             Hyper(0.0, len(data.train), 1) if self.closed_form else hyper_of(config, model_name)
@@ -223,7 +225,9 @@ class Trainer:
 
     def _train_set(self) -> TensorSet:
         if self.model.training_kind == "sequence":
-            return sequence_train_set(self.log, history_len(self.model, self.train)).to(self.device)
+            return sequence_train_set(
+                self.log, history_len(self.model, self.config, self.train)
+            ).to(self.device)
         return query_train_set(self.data).to(self.device)
 
     def _loss_fn(self):
