@@ -11,6 +11,9 @@ Three kinds, all vectorised (no per-event Python):
   a user's first is a target exactly once.
 - `query_train_set`: training events as queries with no history (L = 0).
 
+hist_gap is the gap to the user's previous event even when that event fell outside the
+window (truncation keeps the true gap); it is 0 only at the user's first event and at padding.
+
 Batches come from `iterate_batches` (a seeded permutation of indices) and `Set.batch(idx)`.
 """
 
