@@ -179,3 +179,11 @@ def test_closed_form_baseline_trains_in_one_pass(tiny_split, tmp_path):
     model, ckpt = load_model(tmp_path / "bias.pt")
     assert ckpt["model"] == "bias" and model.item_bias.shape == (tiny_split.spec.n_items + 1,)
     assert 0 < ckpt["metrics"]["val/rmse"] < 3
+
+
+def test_amp_and_compile_are_noted_no_ops_on_cpu(tiny_split, tmp_path, capsys):
+    plain = run(tiny_split, tmp_path, "plain")
+    train = TRAIN.model_copy(update={"amp": True, "compile": True})
+    fancy = run(tiny_split, tmp_path, "fancy", train=train)
+    assert "amp / compile apply to CUDA only" in capsys.readouterr().err
+    assert fancy.best_metrics == plain.best_metrics
