@@ -208,46 +208,6 @@ def scan_benchmark(
     return records
 
 
-def _synthetic_sequence_batch(batch: int, length: int, n_items: int) -> dict[str, torch.Tensor]:
-    """A full sequence batch of random events (every position real)."""
-    events = torch.randint(1, n_items + 1, (batch, length + 1))
-    ratings = torch.randint(1, 6, (batch, length + 1)).float()
-    gaps = torch.rand(batch, length + 1) * 2  # days
-    real = torch.ones(batch, length, dtype=torch.bool)
-    return {"user": torch.zeros(batch, dtype=torch.long),
-            "hist_item": events[:, :-1], "hist_rating": ratings[:, :-1], "hist_gap": gaps[:, :-1],
-            "hist_mask": real, "next_item": events[:, 1:], "next_rating": ratings[:, 1:],
-            "next_gap": gaps[:, 1:], "next_mask": real}  # fmt: skip
-
-
-def training_throughput(
-    batch: int = 256, length: int = 50, n_items: int = 1700, steps: int = 5
-) -> dict:
-    """SS4Rec (params.yaml defaults) training steps/s: loss, backward, Adam; median of `steps`."""
-    from recsys.config import SS4RecParams
-    from recsys.models.base import DataSpec
-    from recsys.models.ss4rec import SS4Rec
-
-    torch.manual_seed(0)
-    data = DataSpec(n_users=1, n_items=n_items, rating_min=1, rating_max=5, rating_mean=3.5)
-    model = SS4Rec(SS4RecParams(), data)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sample = _synthetic_sequence_batch(batch, length, n_items)
-    times = []
-    for _ in range(steps + 1):  # the first is a warm-up
-        start = time.perf_counter()
-        loss = model.loss(sample)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        times.append(time.perf_counter() - start)
-    step_s = statistics.median(times[1:])
-    return {"B": batch, "L": length, "n_items": n_items, "step_ms": round(step_s * 1000, 1),
-            "windows_per_s": round(batch / step_s, 1),
-            "positions_per_s": round(batch * length / step_s, 1),
-            "threads": torch.get_num_threads()}  # fmt: skip
-
-
 def render_table(records: list[dict]) -> str:
     """A plain-text table; time/ours and mem/ours: how many times ours each one takes."""
     ours = {(r["layer"], r["L"]): r for r in records if r["impl"] == "ours" and "error" not in r}

@@ -148,6 +148,40 @@ def _add_bench_scan(bench: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench_scan)
 
 
+def _print_table(results: dict[str, dict], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+        return
+    for model, row in results.items():
+        cells = ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+        )
+        print(f"{model}: {cells}")
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from recsys.benchmark import run_loo
+    from recsys.config import load_params
+    from recsys.data.canonical import read_ratings
+
+    params = load_params()
+    ratings_path = args.ratings or Path("data") / params.data.dataset / "ratings.csv"
+    _print_table(run_loo(read_ratings(ratings_path), args.models, params), args.json)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from recsys.batches import load_split
+    from recsys.benchmark import bench_train
+    from recsys.config import load_params
+
+    results = bench_train(load_split(args.split), args.models, load_params(), args.epochs)
+    _print_table(results, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `recsys` argument parser with one sub-command per task."""
     parser = argparse.ArgumentParser(
@@ -267,7 +301,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_bench_ab)
     _add_bench_scan(bench)
+    _add_benchmarks(sub, bench)
     return parser
+
+
+def _add_benchmarks(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="train and score models under the literature's leave-one-out protocol",
+        description="Leave-one-out per user, RecBole's sequential convention: each user's "
+        "last event (time order, ties by item id) is test, the second-to-last val, the rest "
+        "train; history is every event before the target in that order; full ranking over "
+        "all items; HR/NDCG/MRR@10, comparable with papers (not with the pipeline's temporal "
+        "split). Trains with params.yaml's sections. Prints {model: {hr@10, ndcg@10, mrr@10}}.",
+    )
+    p.add_argument("--protocol", choices=["loo"], default="loo", help="only loo for now")
+    p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
+    p.add_argument(
+        "--ratings", type=Path, default=None, help="default: data/<data.dataset>/ratings.csv"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_benchmark)
+
+    p = bench.add_parser(
+        "train",
+        help="training throughput (samples/s) of each model on the current split",
+        description="Time whole training epochs of each model on the current "
+        "split with params.yaml's settings. A sample is one training target event: a rating "
+        "for query models (NCF), a next-event position with a real target for sequence "
+        "models (SS4Rec: every training event but each user's first); padding is not counted. "
+        "Prints {model: {samples_per_s, epoch_s, L, batch_size}} (median over --epochs).",
+    )
+    p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
+    p.add_argument("--split", type=Path, default=Path("artifacts/split"))
+    p.add_argument("--epochs", type=int, default=1, help="timed epochs per model (median)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_bench)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,13 +64,3 @@ def test_table_shows_ratios_against_ours():
     ]
     table = bench.render_table(records)
     assert "2.50x" in table and "10.00x" in table
-
-
-def test_training_throughput_runs_a_real_step(capsys):
-    assert (
-        main(["bench", "train", "--batch", "4", "--length", "6", "--items", "20", "--steps", "1"])
-        == 0
-    )
-    result = json.loads(capsys.readouterr().out)
-    assert (result["B"], result["L"], result["n_items"]) == (4, 6, 20)
-    assert result["positions_per_s"] == pytest.approx(result["windows_per_s"] * 6, rel=0.05)
