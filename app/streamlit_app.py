@@ -1,0 +1,32 @@
+"""The dashboard: `streamlit run app/streamlit_app.py` (bound to 127.0.0.1 by .streamlit/).
+
+Reads the project in $RECSYS_ROOT (default: the working directory); writes nothing. The
+sidebar's controls start Prefect deployments when a Prefect API is configured.
+"""
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `streamlit run` puts app/ on the path, not the repo root
+    sys.path.insert(0, str(REPO))
+
+import streamlit as st  # noqa: E402
+
+from app.ui import controls  # noqa: E402
+
+PAGES = [
+    ("views/pipeline.py", "Pipeline", "pipeline", ":material/account_tree:"),
+    ("views/data_quality.py", "Data quality", "data_quality", ":material/fact_check:"),
+    ("views/ab_results.py", "A/B results", "ab_results", ":material/science:"),
+    ("views/models.py", "Models", "models", ":material/model_training:"),
+    ("views/experiments.py", "Experiments", "experiments", ":material/table_chart:"),
+    ("views/recommendations.py", "Recommendations", "recommendations", ":material/movie:"),
+]
+
+st.set_page_config(page_title="RecSys dashboard", page_icon=":material/movie:", layout="wide")
+navigation = st.navigation(
+    [st.Page(path, title=title, url_path=url, icon=icon) for path, title, url, icon in PAGES]
+)
+controls()
+navigation.run()
