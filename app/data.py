@@ -89,8 +89,19 @@ def experiments(root: Path) -> pd.DataFrame | None:
         return None
     if not rows:
         return None
-    frame = pd.DataFrame(rows)
-    return frame.dropna(axis=1, how="all")
+    frame = pd.DataFrame(rows).drop(columns=["typ", "parent", "State", "Executor"], errors="ignore")
+    frame = frame.replace("!", None).dropna(axis=1, how="all")  # "!": no value at that rev
+    for column in frame.columns[3:]:  # params and metrics: numeric where they all are
+        converted = pd.to_numeric(frame[column], errors="coerce")
+        if converted.notna().sum() == frame[column].notna().sum():
+            frame[column] = converted
+    return frame
+
+
+def headline_columns(frame: pd.DataFrame) -> list[str]:
+    """Experiment, rev, params and the models' own metrics (no baselines, no warm/cold)."""
+    noisy = ("baselines.", ".warm.", ".cold.", "n_unknown_items", "notes", "n_items")
+    return [c for c in frame.columns if not any(part in c for part in noisy)]
 
 
 def has_experiments(frame: pd.DataFrame) -> bool:
@@ -102,7 +113,7 @@ def experiment_diff(frame: pd.DataFrame, first: str, second: str) -> pd.DataFram
     """Columns where two experiments (by `Experiment` or `rev`) differ, side by side."""
     label = experiment_labels(frame)
     a, b = frame[label == first].iloc[0], frame[label == second].iloc[0]
-    skip = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
+    skip = {"Experiment", "rev", "Created"}
     cols = [c for c in frame.columns if c not in skip and str(a[c]) != str(b[c])]
     return pd.DataFrame({"column": cols, first: [a[c] for c in cols], second: [b[c] for c in cols]})
 
@@ -169,7 +180,8 @@ def last_runs(root: Path) -> pd.DataFrame:
     for what, path in groups.items():
         files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
         times = [p.stat().st_mtime for p in files if p.is_file()]
-        when = pd.Timestamp(max(times), unit="s", tz="UTC").floor("s") if times else None
+        stamp = pd.Timestamp(max(times), unit="s", tz="UTC") if times else None
+        when = stamp.strftime("%Y-%m-%d %H:%M:%S") if stamp is not None else "not yet"
         relative = str(path.relative_to(root))
         rows.append({"output": what, "last written (UTC)": when, "path": relative})
     return pd.DataFrame(rows)
@@ -380,9 +392,10 @@ def movies(root: Path) -> pd.DataFrame | None:
 def user_history(events: pd.DataFrame, titles: pd.DataFrame | None, user: int, n: int = 15):
     """The user's `n` most recent ratings, newest first: date, title, rating."""
     mine = events[events["user_id"] == user].tail(n).iloc[::-1]
+    dates = pd.to_datetime(mine["timestamp"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
     return pd.DataFrame(
         {
-            "date (UTC)": pd.to_datetime(mine["timestamp"], unit="s", utc=True).to_numpy(),
+            "date (UTC)": dates.to_numpy(),
             "item_id": mine["item_id"].to_numpy(),
             "title": title_of(titles, mine["item_id"]),
             "rating": mine["rating"].to_numpy(),

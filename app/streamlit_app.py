@@ -24,9 +24,23 @@ PAGES = [
     ("views/recommendations.py", "Recommendations", "recommendations", ":material/movie:"),
 ]
 
-st.set_page_config(page_title="RecSys dashboard", page_icon=":material/movie:", layout="wide")
+st.set_page_config(layout="wide")  # each st.Page title names the browser tab
+pages = [st.Page(path, title=title, url_path=url, icon=icon) for path, title, url, icon in PAGES]
+
+
+def start_page() -> None:
+    """The address "/": go on to /pipeline (the default page itself has no path of its own)."""
+    st.switch_page(pages[0])
+
+
+# Streamlit serves the default page only at "/", so a hidden redirect is the default and every
+# page keeps its path (/pipeline included); the sidebar lists the six pages itself.
 navigation = st.navigation(
-    [st.Page(path, title=title, url_path=url, icon=icon) for path, title, url, icon in PAGES]
+    [st.Page(start_page, title="RecSys dashboard", url_path="start", default=True), *pages],
+    position="hidden",
 )
+with st.sidebar:
+    for page in pages:
+        st.page_link(page)
 controls()
 navigation.run()

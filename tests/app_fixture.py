@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ import pandas as pd
 
 from recsys.config import load_params
 from recsys.split import run_split
+from tests.conftest import PIPELINE_FILES, PROJECT_ROOT
 
 DATA = Path(__file__).parent / "data"
 N_DAYS = 20
@@ -214,3 +218,76 @@ def build_project(repo: Path, days: int, fail_last: bool = False) -> dict:
     facts["eval"] = write_models(repo)
     facts["no_checkpoint"] = write_checkpoint(repo)
     return facts
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "recsys tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+    "GIT_COMMITTER_NAME": "recsys tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
+    "DVC_NO_ANALYTICS": "1",
+}
+# metrics the experiments table reads (the real pipeline declares them on its stages)
+TOP_LEVEL_METRICS = "\nmetrics:\n  - metrics/eval/ncf.json\n  - metrics/eval/ss4rec.json\n"
+
+
+def run(repo: Path, *args: str) -> str:
+    """Run a command in `repo`, failing with its stderr."""
+    proc = subprocess.run(args, cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def dvc(repo: Path, *args: str) -> str:
+    return run(repo, sys.executable, "-m", "dvc", *args)
+
+
+def new_repo(path: Path) -> Path:
+    """A git + DVC repository holding the project's pipeline files, one commit."""
+    path.mkdir()
+    for name in PIPELINE_FILES:
+        src = PROJECT_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, path / name)
+    run(path, "git", "init", "-q", "-b", "main")
+    dvc(path, "init", "-q")
+    run(path, "git", "add", "-A")
+    run(path, "git", "commit", "-q", "-m", "pipeline")
+    return path
+
+
+def save_experiments(repo: Path) -> None:
+    """Two `dvc exp save` experiments that differ in one param and one metric."""
+    with open(repo / "dvc.yaml", "a") as fh:
+        fh.write(TOP_LEVEL_METRICS)
+    run(repo, "git", "add", "dvc.yaml")
+    run(repo, "git", "commit", "-q", "-m", "declare metrics")
+    eval_path = repo / "metrics" / "eval" / "ncf.json"
+    original_params, original_eval = (repo / "params.yaml").read_text(), eval_path.read_text()
+    for name, val_frac, rmse in (("exp-small-val", "0.05", 0.99), ("exp-big-val", "0.2", 0.97)):
+        params = original_params.replace("val_frac: 0.1 ", f"val_frac: {val_frac} ")
+        (repo / "params.yaml").write_text(params)
+        report = json.loads(original_eval)
+        report["test"]["rmse"] = rmse
+        eval_path.write_text(json.dumps(report))
+        dvc(repo, "exp", "save", "-n", name, "-f", "--include-untracked", "metrics/eval/ncf.json")
+    (repo / "params.yaml").write_text(original_params)
+    eval_path.write_text(original_eval)
+
+
+def make_project(path: Path, days: int, fail_last: bool = False, experiments: bool = False):
+    """A new git + DVC repo at `path` holding everything of `days` daily runs; its facts."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in GIT_ENV.items():
+            env.setenv(key, value)
+        repo = new_repo(path)
+        facts = build_project(repo, days, fail_last)
+        if experiments:
+            save_experiments(repo)
+        if days:  # the split above ran outside DVC: record its outputs in dvc.lock
+            dvc(repo, "commit", "-f", "-q", "split")
+    return repo, facts

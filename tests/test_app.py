@@ -3,18 +3,14 @@ all days built; no exception, and the numbers shown are the ones in the files.""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app_fixture import build_project
-from tests.conftest import PIPELINE_FILES, PROJECT_ROOT
+from tests.app_fixture import make_project
+from tests.conftest import PROJECT_ROOT
 
 APP = str(PROJECT_ROOT / "app" / "streamlit_app.py")
 PAGES = {
@@ -25,80 +21,17 @@ PAGES = {
     "experiments": "Experiments",
     "recommendations": "Recommendations",
 }
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "recsys tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-    "GIT_COMMITTER_NAME": "recsys tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
-    "DVC_NO_ANALYTICS": "1",
-}
-# metrics the experiments table reads (the real pipeline declares them on its stages)
-TOP_LEVEL_METRICS = "\nmetrics:\n  - metrics/eval/ncf.json\n  - metrics/eval/ss4rec.json\n"
-
-
-def run(repo: Path, *args: str) -> str:
-    """Run a command in `repo`, failing with its stderr."""
-    proc = subprocess.run(args, cwd=repo, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def dvc(repo: Path, *args: str) -> str:
-    return run(repo, sys.executable, "-m", "dvc", *args)
-
-
-def new_repo(path: Path) -> Path:
-    """A git + DVC repository holding the project's pipeline files, one commit."""
-    path.mkdir()
-    for name in PIPELINE_FILES:
-        src = PROJECT_ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, path / name)
-    run(path, "git", "init", "-q", "-b", "main")
-    dvc(path, "init", "-q")
-    run(path, "git", "add", "-A")
-    run(path, "git", "commit", "-q", "-m", "pipeline")
-    return path
-
-
-def save_experiments(repo: Path) -> None:
-    """Two `dvc exp save` experiments that differ in one param and one metric."""
-    with open(repo / "dvc.yaml", "a") as fh:
-        fh.write(TOP_LEVEL_METRICS)
-    run(repo, "git", "add", "dvc.yaml")
-    run(repo, "git", "commit", "-q", "-m", "declare metrics")
-    eval_path = repo / "metrics" / "eval" / "ncf.json"
-    original_params, original_eval = (repo / "params.yaml").read_text(), eval_path.read_text()
-    for name, val_frac, rmse in (("exp-small-val", "0.05", 0.99), ("exp-big-val", "0.2", 0.97)):
-        params = original_params.replace("val_frac: 0.1 ", f"val_frac: {val_frac} ")
-        (repo / "params.yaml").write_text(params)
-        report = json.loads(original_eval)
-        report["test"]["rmse"] = rmse
-        eval_path.write_text(json.dumps(report))
-        dvc(repo, "exp", "save", "-n", name, "-f", "--include-untracked", "metrics/eval/ncf.json")
-    (repo / "params.yaml").write_text(original_params)
-    eval_path.write_text(original_eval)
 
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
     """Three projects: nothing built, 3 days (the 3rd failed its gate), all 20 days."""
     base = tmp_path_factory.mktemp("dashboard")
-    built = {}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in GIT_ENV.items():
-            mp.setenv(key, value)
-        for name, days, fail_last in (
-            ("none", 0, False),
-            ("partial", 3, True),
-            ("full", 20, False),
-        ):
-            repo = new_repo(base / name)
-            built[name] = (repo, build_project(repo, days, fail_last))
-        save_experiments(built["full"][0])
-    return built
+    return {
+        "none": make_project(base / "none", 0),
+        "partial": make_project(base / "partial", 3, fail_last=True),
+        "full": make_project(base / "full", 20, experiments=True),
+    }
 
 
 def open_page(monkeypatch: pytest.MonkeyPatch, repo: Path, page: str) -> AppTest:
@@ -161,8 +94,19 @@ def test_pipeline_partial_names_the_failed_day(projects, monkeypatch):
     assert shown["Coverage of test split"] == f"{coverage:.1f} %"
     assert "[3]" in texts(app.error)[0]
     assert "recsys etl --day 3" in texts(app.code)[0]
-    stale = app.dataframe[0].value  # the split's outputs were written outside DVC: not built
-    assert "split" in set(stale["stage"])
+    assert texts(app.success) == ["All 1 stages are built and up to date."]  # dvc.lock current
+
+
+def test_pipeline_nothing_built_lists_the_stage_to_build(projects, monkeypatch):
+    app = open_page(monkeypatch, projects["none"][0], "pipeline")
+    assert metric_values(app)["Days processed"] == "0/20"
+    stale = app.dataframe[0].value
+    assert stale.to_dict("records")[0] | {"why": ""} == {
+        "stage": "split",
+        "built": False,
+        "stale": True,
+        "why": "",
+    }
 
 
 def test_data_quality_table_equals_files(projects, monkeypatch):

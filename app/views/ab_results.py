@@ -33,8 +33,10 @@ line = base.mark_line(point=True).encode(
     y="estimate:Q", tooltip=["day", "metric", "estimate", "ci_low", "ci_high", "significant"]
 )
 zero = alt.Chart().mark_rule(color="gray").encode(y=alt.datum(0))
-chart = alt.layer(band, line, zero, data=effects).properties(width=260, height=180)
-st.altair_chart(chart.facet(facet="metric:N", columns=3).resolve_scale(y="independent"))
+chart = alt.layer(band, line, zero, data=effects).properties(width=220, height=170)
+st.altair_chart(
+    chart.facet(facet=alt.Facet("metric:N", title=None), columns=3).resolve_scale(y="independent")
+)
 st.caption("Lower is better for sq_err and abs_err; higher for hit@10, ndcg@10, rr@10.")
 
 st.subheader(f"Tests at day {day}: paired vs user-randomised, raw and adjusted p-values")

@@ -1,7 +1,6 @@
 """Data quality: the four dimensions per day against the threshold, quarantine, alerts."""
 
 import altair as alt
-import pandas as pd
 import streamlit as st
 
 from app.data import QUALITY_METRICS
@@ -21,19 +20,21 @@ if quality["passed"].all():
 
 long = quality.melt(id_vars="day", value_vars=list(QUALITY_METRICS), var_name="dimension",
                     value_name="score")  # fmt: skip
-lines = (
-    alt.Chart(long)
-    .mark_line(point=True)
-    .encode(
-        x=alt.X("day:O", title="day"),
-        y=alt.Y("score:Q", scale=alt.Scale(zero=False), title="share of rows passing"),
-        color="dimension:N",
-        tooltip=["day", "dimension", alt.Tooltip("score:Q", format=".4f")],
-    )
+low = min(threshold, float(long["score"].min())) - 0.01
+y = alt.Y("score:Q", scale=alt.Scale(domain=[low, 1.0]), title="share of rows passing")
+base = alt.Chart().encode(x=alt.X("day:O", title="day"), y=y)
+below = alt.datum.score < threshold
+points = base.mark_point(filled=True, size=40).encode(
+    color=alt.condition(below, alt.value("#d62728"), alt.value("#1f77b4")),
+    tooltip=["day", "dimension", alt.Tooltip("score:Q", format=".4f")],
 )
-rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="red", strokeDash=[6, 3])
-st.altair_chart(lines + rule.encode(y="threshold:Q"), width="stretch")
-st.caption(f"Red dashed line: the threshold etl.min_quality = {threshold}.")
+rule = alt.Chart().mark_rule(color="#d62728", strokeDash=[6, 3]).encode(y=alt.datum(threshold))
+chart = alt.layer(base.mark_line(color="#1f77b4"), points, rule, data=long)
+chart = chart.properties(width=170, height=150).facet(
+    facet=alt.Facet("dimension:N", sort=list(QUALITY_METRICS), title=None), columns=4
+)
+st.altair_chart(chart)
+st.caption(f"Red dashed line: the threshold etl.min_quality = {threshold}; red points: under it.")
 st.dataframe(quality, hide_index=True, width="stretch")
 
 st.subheader("Quarantined rows")

@@ -12,7 +12,9 @@ if frame is None:
     st.stop()
 
 st.caption("`dvc exp show`: one row per commit or experiment; click a header to sort.")
-st.dataframe(frame, hide_index=True, width="stretch")
+everything = st.toggle("Show every metric (baselines, warm and cold users)", value=False)
+shown = frame if everything else frame[data.headline_columns(frame)]
+st.dataframe(shown, hide_index=True, width="stretch")
 if not data.has_experiments(frame):
     missing("No experiment yet: the rows above are the workspace and the last commit.",
             "dvc exp run --set-param ncf.epochs=5   # for example")  # fmt: skip

@@ -30,5 +30,6 @@ else:
     chart = alt.Chart(curves).mark_line(point=True).encode(
         x="step:Q", y=alt.Y("value:Q", scale=alt.Scale(zero=False)), color="model:N",
         tooltip=["model", "metric", "step", "value"],
-    ).properties(width=300, height=200)  # fmt: skip
-    st.altair_chart(chart.facet(facet="metric:N", columns=3).resolve_scale(y="independent"))
+    ).properties(width=260, height=180)  # fmt: skip
+    facet = alt.Facet("metric:N", title=None)
+    st.altair_chart(chart.facet(facet=facet, columns=3).resolve_scale(y="independent"))
