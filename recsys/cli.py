@@ -33,6 +33,34 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_etl(args: argparse.Namespace) -> int:
+    from recsys.etl import render_quality, run_day, run_next
+
+    if args.day is not None:
+        print(render_quality(run_day(args.day)))
+        return 0
+    reports = run_next(1 if args.next else args.simulate)
+    if not reports:
+        print("etl: every day is already processed (`recsys status` shows them)")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from recsys.validate import validate_command
+
+    return validate_command(Path(args.file), quarantine=args.quarantine, max_messages=args.show)
+
+
+def _cmd_bench_etl(args: argparse.Namespace) -> int:
+    import json
+
+    from recsys.bench_etl import bench_etl, render
+
+    result = bench_etl(args.rows)
+    print(json.dumps(result) if args.json else render(result))
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from recsys.status import collect_status, render_status
 
@@ -91,11 +119,56 @@ def build_parser() -> argparse.ArgumentParser:
         "in the canonical format, for tests and scale benchmarks.",
     )
     p.add_argument("--rows", type=int, default=100_000, help="number of ratings (default 100000)")
-    p.add_argument("--users", type=int, default=None, help="default: rows / 100")
-    p.add_argument("--items", type=int, default=None, help="default: about sqrt(rows) * 5")
+    p.add_argument("--users", type=int, default=None, help="default: about rows / 100")
+    p.add_argument("--items", type=int, default=None, help="default: about 5 * sqrt(rows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser(
+        "etl",
+        help="process daily batches of the test split through DVC (`dvc repro batch@N`)",
+        description="Each day is the DVC stage batch@N: the next 5 %% of the test split, "
+        "quality-checked; rejected rows go to batches/quarantine/. Days run in order; a day "
+        "below the quality threshold fails and nothing after it runs.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--day", type=int, metavar="N", help="run day N and print its quality")
+    which.add_argument("--next", action="store_true", help="run the first day not yet done")
+    which.add_argument(
+        "--simulate", type=int, metavar="K", help="run the next K days, one after another"
+    )
+    p.set_defaults(func=_cmd_etl)
+
+    p = sub.add_parser(
+        "validate",
+        help="check a ratings CSV; quarantine bad rows (exit 0 ok, 3 rows quarantined, 1 unusable)",
+        description="Validate a canonical ratings CSV (user_id,item_id,rating,timestamp) with "
+        "the same row rules as the daily batches. Exit 0: every row valid; 3: usable, bad rows "
+        "written to the quarantine CSV; 1: file unusable (empty, no header, wrong delimiter, "
+        "not text); 2: usage error (e.g. no such file).",
+    )
+    p.add_argument("file", help="the CSV to check")
+    p.add_argument(
+        "--quarantine",
+        default=None,
+        metavar="OUT",
+        help="where rejected rows go (default: FILE.quarantine.csv beside it)",
+    )
+    p.add_argument("--show", type=int, default=20, help="problem lines to print (default 20)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("bench", help="benchmarks at scale on synthetic data")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    b = bench.add_parser(
+        "etl",
+        help="time and peak RSS of split + 20 daily batches + quality",
+        description="Generates `recsys synth --rows N` once into the cache, then times the "
+        "split and all daily batches (with their quality checks) in a child process.",
+    )
+    b.add_argument("--rows", type=int, default=1_000_000, help="ratings (default 1000000)")
+    b.add_argument("--json", action="store_true", help='print {"rows", "total_s", ...}')
+    b.set_defaults(func=_cmd_bench_etl)
 
     p = sub.add_parser("status", help="dataset, rows, what is built and what is stale")
     p.add_argument("--json", action="store_true", help="machine-readable output")

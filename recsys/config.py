@@ -50,11 +50,40 @@ class SplitParams(Section):
         return self
 
 
+def _day_names(n_days: int) -> dict[str, str]:
+    """Stage key -> zero-padded file name part: {"1": "01", ..., "20": "20"}."""
+    return {str(day): f"{day:02d}" for day in range(1, n_days + 1)}
+
+
+class EtlParams(Section):
+    """Daily batches: the test split released as `n_days` equal slices, each quality-gated."""
+
+    n_days: int = Field(default=20, ge=1, le=99)
+    # DVC `foreach` source: stage batch@<day> writes batches/day_<NN>.parquet
+    # (string keys: DVC drops integer keys of a foreach mapping)
+    days: dict[str, str] = _day_names(20)
+    # every quality metric (completeness, validity, uniqueness, consistency) must reach this
+    min_quality: float = Field(default=0.95, ge=0, le=1)
+    # the release's rating scale: valid ratings are min, min + step, ..., max
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    rating_step: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _days_match_n_days(self) -> EtlParams:
+        if self.days != _day_names(self.n_days):
+            raise ValueError(f"days must map '1'..'{self.n_days}' to '01'..: one per day")
+        if self.rating_min >= self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
+        return self
+
+
 class Params(Section):
     """All of params.yaml."""
 
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
+    etl: EtlParams = EtlParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:

@@ -9,6 +9,21 @@ from pydantic import BaseModel
 
 from recsys.config import load_params
 from recsys.pipeline import StageState, stage_states
+from recsys.quality import METRICS
+
+
+class EtlStatus(BaseModel):
+    """Daily batches: how many days are done, how much of the test split they cover."""
+
+    days_done: int
+    n_days: int
+    records_processed: int  # rows of the done days (accepted + quarantined)
+    records_accepted: int
+    records_quarantined: int
+    coverage_pct: float | None  # records processed / test rows, None before the split
+    next_day: int | None
+    last_day: int | None  # the highest day with a quality report (done or failed)
+    last_quality: dict | None  # that day's scores and verdict
 
 
 class Status(BaseModel):
@@ -19,6 +34,7 @@ class Status(BaseModel):
     n_ratings: int | None
     split: dict | None
     stages: list[StageState]
+    etl: EtlStatus | None = None
     next_step: str
 
 
@@ -39,6 +55,32 @@ def next_step(n_ratings: int | None, dataset: str, stages: list[StageState]) -> 
     return "nothing: the pipeline is up to date"
 
 
+def etl_status(root: Path, stages: list[StageState], split: dict | None) -> EtlStatus | None:
+    """Days done (DVC's state), records and coverage from their quality reports."""
+    from recsys.etl import days_from_stages, next_day, read_quality
+
+    days = days_from_stages(stages)
+    if not days:
+        return None
+    reports = {d.day: read_quality(root, d) for d in days}
+    done = [reports[d.day] for d in days if d.done and reports[d.day]]
+    processed = sum(r["rows"] for r in done)
+    test_rows = split["test"]["n_ratings"] if split else None
+    last_day = max((day for day, r in reports.items() if r), default=None)
+    last = reports[last_day] if last_day else None
+    return EtlStatus(
+        days_done=sum(d.done for d in days),
+        n_days=len(days),
+        records_processed=processed,
+        records_accepted=sum(r["accepted"] for r in done),
+        records_quarantined=sum(r["quarantined"] for r in done),
+        coverage_pct=round(100 * processed / test_rows, 2) if test_rows else None,
+        next_day=next_day(days),
+        last_day=last_day,
+        last_quality={k: last[k] for k in (*METRICS, "passed", "failed_checks")} if last else None,
+    )
+
+
 def collect_status(root: Path = Path(".")) -> Status:
     """Gather the status of the pipeline in `root`."""
     dataset = load_params(root / "params.yaml").data.dataset
@@ -53,6 +95,7 @@ def collect_status(root: Path = Path(".")) -> Status:
         n_ratings=n_ratings,
         split=split,
         stages=stages,
+        etl=etl_status(root, stages, split),
         next_step=next_step(n_ratings, dataset, stages),
     )
 
@@ -70,6 +113,24 @@ def render_status(status: Status) -> str:
         state = "stale" if s.stale else "current"
         lines.append(f"{s.name:<20} {'yes' if s.built else 'no':<6} {state:<9} {', '.join(s.outs)}")
         lines.extend(f"{'':<20}   - {change}" for change in s.changes[:4])
+    if status.etl:
+        lines.extend(["", *render_etl(status.etl)])
     lines.append("")
     lines.append(f"next      {status.next_step}")
     return "\n".join(lines)
+
+
+def render_etl(etl: EtlStatus) -> list[str]:
+    """Lines for the daily batches: days done, records, coverage, last day's quality."""
+    coverage = f"{etl.coverage_pct:.1f} %" if etl.coverage_pct is not None else "-"
+    lines = [
+        f"etl       days done {etl.days_done}/{etl.n_days}, records processed "
+        f"{etl.records_processed:,} ({etl.records_quarantined:,} quarantined), "
+        f"coverage {coverage} of test"
+    ]
+    if etl.last_quality:
+        q = etl.last_quality
+        verdict = "passed" if q["passed"] else "FAILED: " + "; ".join(q["failed_checks"])
+        scores = ", ".join(f"{m} {q[m]:.3f}" for m in METRICS)
+        lines.append(f"          last day {etl.last_day}: {scores} ({verdict})")
+    return lines

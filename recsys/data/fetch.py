@@ -37,6 +37,7 @@ from recsys.data.canonical import write_canonical
 from recsys.data.movielens import read_archive, release
 from recsys.errors import RecsysError
 from recsys.io import atomic_path, md5_file
+from recsys.validate import Validation, screen_ratings, write_quarantine
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
 PUBLISHED_MD5 = {
@@ -53,6 +54,7 @@ PIP_DOWNLOAD = (
 )
 # fmt: on
 OUTPUT_FILES = ("ratings.csv", "movies.csv")
+QUARANTINE_FILE = "ratings.quarantine.csv"  # only written when the row rules reject rows
 _HEX32 = re.compile(r"\b[0-9a-fA-F]{32}\b")
 _TIMEOUT_S = 30
 
@@ -78,11 +80,14 @@ class FetchResult:
     n_movies: int
     ratings_md5: str
     changed: bool
+    n_quarantined: int = 0  # rows the row rules rejected, in QUARANTINE_FILE
 
     def summary(self) -> str:
         """One human line: counts, source and the md5 of ratings.csv."""
         movies = f" ({self.n_movies:,} movies)" if self.n_movies != self.n_items else ""
         state = "" if self.changed else " (unchanged)"
+        if self.n_quarantined:
+            state += f"; {self.n_quarantined:,} bad rows in {self.out_dir / QUARANTINE_FILE}"
         return (
             f"{self.out_dir}: {self.n_ratings:,} ratings, {self.n_users:,} users, "
             f"{self.n_items:,} items{movies} from {self.archive.origin} ({self.archive.detail})"
@@ -103,7 +108,11 @@ def fetch(
     archive = acquire(dataset, source, md5)
     ratings, movies = read_archive(archive.path, dataset)
     out_dir = Path(data_dir) / dataset
+    # the same row rules as `recsys validate` and the daily batches: bad rows are kept aside
+    screened = screen_ratings(ratings)
+    ratings = screened.valid
     changed = install(ratings, movies, out_dir, force=force)
+    write_fetch_quarantine(screened, out_dir / QUARANTINE_FILE, archive)
     return FetchResult(
         out_dir=out_dir,
         archive=archive,
@@ -113,6 +122,20 @@ def fetch(
         n_movies=len(movies),
         ratings_md5=md5_file(out_dir / "ratings.csv"),
         changed=changed,
+        n_quarantined=len(screened.quarantine),
+    )
+
+
+def write_fetch_quarantine(screened: Validation, out: Path, archive: Archive) -> None:
+    """Write rejected rows beside ratings.csv and print why (at most 20 lines)."""
+    if screened.quarantine.empty:
+        out.unlink(missing_ok=True)  # a stale file would describe an older fetch
+        return
+    write_quarantine(screened, out)
+    reasons = screened.quarantine["reason"].value_counts().to_dict()
+    print(
+        f"{archive.path}: {len(screened.quarantine):,} ratings rejected {reasons} -> {out}",
+        file=sys.stderr,
     )
 
 
