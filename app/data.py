@@ -18,7 +18,6 @@ import pandas as pd
 QUALITY_METRICS = ("completeness", "validity", "uniqueness", "consistency")
 EVAL_METRICS = ("rmse", "mae", "hr@10", "ndcg@10", "mrr@10")
 DAY_FILE = re.compile(r"^day_(\d+)\.json$")
-DEFAULT_DAYS = 20  # etl.n_days when params.yaml has no etl section yet
 
 
 def project_root() -> Path:
@@ -68,12 +67,6 @@ def params(root: Path) -> dict | None:
         return dvc.api.params_show(repo=str(root), stages=None, deps=False)
     except DvcException:
         return None
-
-
-def n_days(root: Path) -> int:
-    """Planned number of daily batches (etl.n_days)."""
-    etl = (params(root) or {}).get("etl") or {}
-    return int(etl.get("n_days", DEFAULT_DAYS))
 
 
 def experiments(root: Path) -> pd.DataFrame | None:
@@ -146,23 +139,29 @@ def split_meta(root: Path) -> dict | None:
     return read_json(root / "artifacts" / "split" / "meta.json")
 
 
-def pipeline_summary(root: Path) -> dict:
-    """Days processed, records, coverage of the test split and the latest runs."""
-    reports = quality_reports(root)
-    done = [r for r in reports if r.get("passed")]
-    meta = split_meta(root)
-    test_rows = (meta or {}).get("test", {}).get("n_ratings")
-    processed = sum(r["rows"] for r in done)
-    return {
-        "n_days": reports[0]["n_days"] if reports else n_days(root),
-        "days_done": len(done),
-        "failed_days": [r["day"] for r in reports if not r.get("passed")],
-        "records_processed": processed,
-        "records_quarantined": sum(r["quarantined"] for r in done),
-        "test_rows": test_rows,
-        "coverage_pct": 100 * processed / test_rows if test_rows else None,
-        "last_runs": last_runs(root),
-    }
+def pipeline_status(root: Path):
+    """`recsys status` for the project (recsys.status.Status: DVC stages, days done by DVC's
+    state, records, coverage, next step), or None outside a DVC project."""
+    from recsys.errors import RecsysError
+    from recsys.pipeline import stage_states
+    from recsys.status import Status, count_rows, etl_status, next_step
+
+    if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
+        return None
+    try:
+        stages = [s for s in stage_states(root) if not s.name.endswith(".dvc")]
+    except RecsysError:
+        return None
+    for stage in stages:  # addressed from the app's working directory: drop the path
+        stage.name = stage_name(stage.name)
+    dataset = (params(root) or {}).get("data", {}).get("dataset", "ml-100k")
+    ratings = root / "data" / dataset / "ratings.csv"
+    split, n_ratings = split_meta(root), count_rows(ratings)
+    return Status(
+        dataset=dataset, ratings_file=str(ratings), n_ratings=n_ratings, split=split,
+        stages=stages, etl=etl_status(root, stages, split),
+        next_step=next_step(n_ratings, dataset, stages),
+    )  # fmt: skip
 
 
 def last_runs(root: Path) -> pd.DataFrame:
@@ -187,25 +186,11 @@ def last_runs(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def stage_table(root: Path) -> pd.DataFrame | None:
-    """Every DVC stage: built, stale and why (`dvc status`), or None outside a DVC project."""
-    from recsys.errors import RecsysError
-    from recsys.pipeline import stage_states
-
-    if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
-        return None
-    try:
-        states = stage_states(root)
-    except RecsysError:
-        return None
+def stage_table(status) -> pd.DataFrame:
+    """Every DVC stage of a Status: built, stale and why."""
     rows = [
-        {
-            "stage": stage_name(s.name),
-            "built": s.built,
-            "stale": s.stale,
-            "why": "; ".join(s.changes[:3]),
-        }
-        for s in states
+        {"stage": s.name, "built": s.built, "stale": s.stale, "why": "; ".join(s.changes[:3])}
+        for s in status.stages
     ]
     return pd.DataFrame(rows, columns=["stage", "built", "stale", "why"])
 
@@ -216,19 +201,20 @@ def stage_name(addressing: str) -> str:
     return name if path.endswith("dvc.yaml") else addressing
 
 
-def next_command(summary: dict, stages: pd.DataFrame | None, root: Path) -> str:
-    """The one command that moves the pipeline forward from here."""
-    dataset = ((params(root) or {}).get("data") or {}).get("dataset", "ml-100k")
-    if not (root / "data" / dataset / "ratings.csv").is_file():
-        return f"recsys fetch --dataset {dataset}"
-    if summary["failed_days"]:
-        day = summary["failed_days"][0]
-        return f"recsys etl --day {day}   # after fixing the data: see Data quality"
-    if stages is not None and (stages["stale"] | ~stages["built"]).any():
-        return "dvc repro"
-    if summary["days_done"] < summary["n_days"]:
+def next_command(status) -> str:
+    """The command that moves the pipeline forward: the next day once the rest is current."""
+    etl = status.etl
+    if etl and etl.last_quality and not etl.last_quality["passed"]:
+        return f"recsys etl --day {etl.last_day}   # after fixing the data: see Data quality"
+    others = [s for s in status.stages if not s.name.startswith("batch@")]
+    if (
+        status.n_ratings is not None
+        and etl
+        and etl.next_day
+        and not any(s.stale or not s.built for s in others)
+    ):
         return "recsys etl --next"
-    return "nothing: the pipeline is up to date"
+    return status.next_step
 
 
 # ---- data quality --------------------------------------------------------------------------

@@ -26,23 +26,11 @@ from tests.conftest import PIPELINE_FILES, PROJECT_ROOT
 
 DATA = Path(__file__).parent / "data"
 N_DAYS = 20
-MIN_QUALITY = 0.95
-# reason -> quality metric, as recsys/quality.py (branch etl) defines them
-REASONS = {
-    "missing_field": "completeness",
-    "not_a_number": "validity",
-    "bad_id": "validity",
-    "rating_out_of_scale": "validity",
-    "bad_timestamp": "validity",
-    "future_timestamp": "validity",
-    "outside_day_window": "validity",
-    "duplicate": "uniqueness",
-    "before_item_first_seen": "consistency",
-    "user_time_order": "consistency",
-}
-# day -> {reason: rows quarantined}: one row on a passing day (21 rows a day: 20/21 > 0.95)
-QUARANTINED = {2: {"duplicate": 1}, 5: {"user_time_order": 1}}
-FAILING = {"rating_out_of_scale": 2}  # a failed day: validity 19/21 = 0.9048 < 0.95
+# Rows spoiled in the test split before the daily batches run (21 rows a day): one bad row
+# still passes (20/21 > 0.95), two fail (19/21 < 0.95).
+DUPLICATE_ON_DAY = 2  # one row repeats the (user, item, timestamp) of the row before it
+OUT_OF_SCALE_ON_DAY = 5  # one rating of 7.0
+FAILING_DAY_BAD_ROWS = 2  # ratings of 7.0 on the failing day
 
 
 def write_json(path: Path, doc: dict) -> None:
@@ -81,57 +69,45 @@ def write_data(repo: Path) -> dict:
     return run_split(folder / "ratings.csv", repo / "artifacts" / "split", params)
 
 
-def quality_report(day: int, rows: pd.DataFrame, bad: dict[str, int]) -> dict:
-    """A day's quality JSON in the format of recsys.batch.quality_report."""
-    n = len(rows)
-    scores = {m: 1.0 for m in ("completeness", "validity", "uniqueness", "consistency")}
-    for reason, count in bad.items():
-        scores[REASONS[reason]] -= count / n
-    failed = [f"{m} {s:.4f} < {MIN_QUALITY}" for m, s in scores.items() if s < MIN_QUALITY]
-    n_bad = sum(bad.values())
-    return {
-        "day": day, "n_days": N_DAYS,
-        "window": {"first_timestamp": int(rows["timestamp"].min()),
-                   "last_timestamp": int(rows["timestamp"].max())},
-        "rows": n, "accepted": n - n_bad, "quarantined": n_bad,
-        "quarantine_by_reason": {r: bad.get(r, 0) for r in REASONS},
-        **{m: round(s, 6) for m, s in scores.items()},
-        "min_quality": MIN_QUALITY, "schema": "unchanged", "passed": not failed,
-        "failed_checks": failed, "new_users": 2, "new_user_rows": 5, "new_items": 0,
-        "new_item_rows": 0,
-    }  # fmt: skip
+def spoil_test_split(repo: Path, failing_day: int | None) -> None:
+    """Put the rows the quality gate must catch into artifacts/split/test.parquet."""
+    from recsys.batch import day_bounds
+
+    path = repo / "artifacts" / "split" / "test.parquet"
+    test = pd.read_parquet(path)
+    starts = day_bounds(len(test), N_DAYS)[:-1]
+    first = starts[DUPLICATE_ON_DAY - 1] + 1
+    test.loc[first, ["user_id", "item_id", "timestamp"]] = test.loc[
+        first - 1, ["user_id", "item_id", "timestamp"]
+    ].to_numpy()
+    test.loc[starts[OUT_OF_SCALE_ON_DAY - 1] + 3, "rating"] = 7.0
+    if failing_day is not None:
+        rows = starts[failing_day - 1] + np.arange(FAILING_DAY_BAD_ROWS)
+        test.loc[rows, "rating"] = 7.0
+    test.to_parquet(path, index=False)
 
 
-def write_days(repo: Path, days: int, fail_last: bool) -> list[dict]:
-    """Quality reports, timing files and quarantine parquet of days 1..days (the last one
-    failed when `fail_last`: the ETL stops there)."""
-    test = pd.read_parquet(repo / "artifacts" / "split" / "test.parquet")
-    bounds = np.linspace(0, len(test), N_DAYS + 1).round().astype(int)
-    reports = []
+def run_days(repo: Path, days: int, fail_last: bool) -> list[dict]:
+    """Run the real batch stage code (recsys.batch.run_batch) for days 1..days, in order; the
+    last one fails its gate when `fail_last`. Returns the quality reports."""
+    from recsys.batch import run_batch
+    from recsys.errors import RecsysError
+
+    spoil_test_split(repo, days if fail_last else None)
+    params = load_params(repo / "params.yaml").etl
     for day in range(1, days + 1):
-        rows = test.iloc[bounds[day - 1] : bounds[day]].reset_index(drop=True)
-        bad = FAILING if fail_last and day == days else QUARANTINED.get(day, {})
-        report = quality_report(day, rows, bad)
-        quality = repo / "metrics" / "quality" / f"day_{day:02d}.json"
-        write_json(quality, report)
-        timing = {"day": day, "rows": len(rows), "duration_s": 0.05, "rows_per_s": 600.0}
-        write_json(quality.with_suffix(".timing.json"), timing)
-        reasons = [r for r, n in bad.items() for _ in range(n)]
-        ratings_shown = (
-            rows["rating"]
-            .head(len(reasons))
-            .where(pd.Series(reasons, dtype=object) != "rating_out_of_scale", 7.0)
-        )
-        flagged = rows.head(len(reasons)).assign(
-            rating=ratings_shown.to_numpy(),
-            new_user=False, new_item=False, reason=pd.array(reasons, dtype="string"),
-            position=np.arange(len(reasons)) + bounds[day - 1],
-        )  # fmt: skip
-        path = repo / "batches" / "quarantine" / f"day_{day:02d}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flagged.to_parquet(path, index=False)
-        reports.append(report)
-    return reports
+        nn = f"{day:02d}"
+        try:
+            run_batch(
+                day, repo / "artifacts" / "split", repo / "batches" / f"day_{nn}.parquet",
+                repo / "batches" / "quarantine" / f"day_{nn}.parquet",
+                repo / "metrics" / "quality" / f"day_{nn}.json", params,
+                trend=repo / "metrics" / "quality" / "trend" / f"day_{nn}.json",
+            )  # fmt: skip
+        except RecsysError:
+            assert fail_last and day == days, f"day {day} failed unexpectedly"
+    folder = repo / "metrics" / "quality"
+    return [json.loads((folder / f"day_{d:02d}.json").read_text()) for d in range(1, days + 1)]
 
 
 def recorded_abtest() -> dict:
@@ -213,7 +189,7 @@ def build_project(repo: Path, days: int, fail_last: bool = False) -> dict:
     if days == 0:
         return facts
     facts["meta"] = write_data(repo)
-    facts["quality"] = write_days(repo, days, fail_last)
+    facts["quality"] = run_days(repo, days, fail_last)
     facts["abtest"] = write_abtest(repo, days - fail_last)
     facts["eval"] = write_models(repo)
     facts["no_checkpoint"] = write_checkpoint(repo)
@@ -288,6 +264,12 @@ def make_project(path: Path, days: int, fail_last: bool = False, experiments: bo
         facts = build_project(repo, days, fail_last)
         if experiments:
             save_experiments(repo)
-        if days:  # the split above ran outside DVC: record its outputs in dvc.lock
-            dvc(repo, "commit", "-f", "-q", "split")
+        if days:  # the stages above ran outside DVC: record their outputs in dvc.lock
+            from dvc.repo import Repo
+
+            done = [f"batch@{d}" for d in range(1, days + 1 - fail_last)]
+            env.chdir(repo)  # DVC resolves a stage's paths against the working directory
+            with Repo(".") as dvc_repo:  # in-process `dvc commit -f split batch@1 ...`
+                for target in ("split", *done):
+                    dvc_repo.commit(target, force=True)
     return repo, facts

@@ -78,9 +78,10 @@ def test_pipeline_full_counts_every_day(projects, monkeypatch):
     assert sum(r["rows"] for r in facts["quality"]) == test_rows  # 20 days cover the test split
     assert shown["Days processed"] == "20/20"
     assert shown["Records processed"] == f"{test_rows:,}"
-    assert shown["Quarantined"] == "2"  # day 2: one duplicate, day 5: one out-of-order row
+    assert shown["Quarantined"] == "2"  # day 2: one duplicate, day 5: one rating of 7.0
     assert shown["Coverage of test split"] == "100.0 %"
     assert "Days processed: 20/20" in app.get("progress")[0].proto.text
+    assert texts(app.success) == ["All 21 stages are built and up to date."]  # split + 20 days
 
 
 def test_pipeline_partial_names_the_failed_day(projects, monkeypatch):
@@ -92,21 +93,19 @@ def test_pipeline_partial_names_the_failed_day(projects, monkeypatch):
     assert shown["Records processed"] == f"{passed_rows:,}"
     coverage = 100 * passed_rows / facts["meta"]["test"]["n_ratings"]
     assert shown["Coverage of test split"] == f"{coverage:.1f} %"
-    assert "[3]" in texts(app.error)[0]
+    assert texts(app.error)[0].startswith("Day 3 failed the quality gate (validity 0.9048 < 0.95)")
     assert "recsys etl --day 3" in texts(app.code)[0]
-    assert texts(app.success) == ["All 1 stages are built and up to date."]  # dvc.lock current
+    stale = app.dataframe[0].value  # days 3..20 are not built; split, days 1-2 are current
+    assert stale["stage"].tolist() == [f"batch@{day}" for day in range(3, 21)]
 
 
 def test_pipeline_nothing_built_lists_the_stage_to_build(projects, monkeypatch):
     app = open_page(monkeypatch, projects["none"][0], "pipeline")
     assert metric_values(app)["Days processed"] == "0/20"
     stale = app.dataframe[0].value
-    assert stale.to_dict("records")[0] | {"why": ""} == {
-        "stage": "split",
-        "built": False,
-        "stale": True,
-        "why": "",
-    }
+    assert stale["stage"].tolist() == ["split", *(f"batch@{day}" for day in range(1, 21))]
+    assert not stale["built"].any()
+    assert texts(app.code)[0].startswith("recsys fetch --dataset ml-100k")
 
 
 def test_data_quality_table_equals_files(projects, monkeypatch):
@@ -120,7 +119,7 @@ def test_data_quality_table_equals_files(projects, monkeypatch):
     counts = app.dataframe[1].value
     assert counts.to_dict("records") == [
         {"day": 2, "reason": "duplicate", "rows": 1},
-        {"day": 5, "reason": "user_time_order", "rows": 1},
+        {"day": 5, "reason": "rating_out_of_scale", "rows": 1},
     ]
 
 

@@ -3,36 +3,39 @@
 import streamlit as st
 
 from app import data
-from app.ui import fmt_int, load
+from app.ui import fmt_int, load, missing
 
 st.title("Pipeline")
-summary = load("pipeline_summary")
-stages = load("stage_table")
-done, total = summary["days_done"], summary["n_days"]
+status = load("pipeline_status")
+if status is None:
+    missing("This folder is not a DVC project (no dvc.yaml and .dvc/).",
+            "git clone <the project> && cd <it> && make demo")  # fmt: skip
+    st.stop()
 
-st.progress(min(done / total, 1.0) if total else 0.0, text=f"Days processed: {done}/{total}")
+etl = status.etl
+done, total = (etl.days_done, etl.n_days) if etl else (0, 0)
+st.progress(done / total if total else 0.0, text=f"Days processed: {done}/{total}")
 cols = st.columns(4)
 cols[0].metric("Days processed", f"{done}/{total}")
-cols[1].metric("Records processed", fmt_int(summary["records_processed"]))
-cols[2].metric("Quarantined", fmt_int(summary["records_quarantined"]))
-coverage = summary["coverage_pct"]
+cols[1].metric("Records processed", fmt_int(etl.records_processed if etl else None))
+cols[2].metric("Quarantined", fmt_int(etl.records_quarantined if etl else None))
+coverage = etl.coverage_pct if etl else None
 cols[3].metric("Coverage of test split", f"{coverage:.1f} %" if coverage is not None else "–")
-if summary["failed_days"]:
-    st.error(f"Days that failed the quality gate: {summary['failed_days']} (see Data quality)")
+if etl and etl.last_quality and not etl.last_quality["passed"]:
+    checks = "; ".join(etl.last_quality["failed_checks"])
+    st.error(f"Day {etl.last_day} failed the quality gate ({checks}): see Data quality.")
 
 st.subheader("What to run next")
-st.code(data.next_command(summary, stages, data.project_root()), language="bash")
+st.code(data.next_command(status), language="bash")
 
 st.subheader("Stages")
-if stages is None:
-    st.info("No DVC project here (no dvc.yaml / .dvc): run `dvc init` and check out the project.")
+stages = data.stage_table(status)
+stale = stages[stages["stale"] | ~stages["built"]]
+if stale.empty:
+    st.success(f"All {len(stages)} stages are built and up to date.")
 else:
-    stale = stages[stages["stale"] | ~stages["built"]]
-    if stale.empty:
-        st.success(f"All {len(stages)} stages are built and up to date.")
-    else:
-        st.warning(f"{len(stale)} of {len(stages)} stages are stale or not built.")
-        st.dataframe(stale, hide_index=True, width="stretch")
+    st.warning(f"{len(stale)} of {len(stages)} stages are stale or not built.")
+    st.dataframe(stale, hide_index=True, width="stretch")
 
 st.subheader("Last runs")
-st.dataframe(summary["last_runs"], hide_index=True, width="stretch")
+st.dataframe(load("last_runs"), hide_index=True, width="stretch")
