@@ -141,7 +141,8 @@ def split_meta(root: Path) -> dict | None:
 
 def pipeline_status(root: Path):
     """`recsys status` for the project (recsys.status.Status: DVC stages, days done by DVC's
-    state, records, coverage, next step), or None outside a DVC project."""
+    state, records, coverage, next step); None outside a DVC project; DVC's one-line error
+    when it cannot answer (e.g. a `dvc repro` holds the repository lock)."""
     from recsys.errors import RecsysError
     from recsys.pipeline import stage_states
     from recsys.status import Status, count_rows, etl_status, next_step
@@ -150,8 +151,8 @@ def pipeline_status(root: Path):
         return None
     try:
         stages = [s for s in stage_states(root) if not s.name.endswith(".dvc")]
-    except RecsysError:
-        return None
+    except RecsysError as err:
+        return str(err)
     for stage in stages:  # addressed from the app's working directory: drop the path
         stage.name = stage_name(stage.name)
     dataset = (params(root) or {}).get("data", {}).get("dataset", "ml-100k")
@@ -239,7 +240,11 @@ def quarantine_frame(root: Path) -> pd.DataFrame | None:
         return None
     parts = [pd.read_parquet(p).assign(day=int(p.stem.split("_")[1])) for p in files]
     frame = pd.concat(parts, ignore_index=True)
-    first = ["day", "reason"]
+    seconds = pd.to_numeric(frame["timestamp"], errors="coerce")  # a bad row may hold text
+    frame["date (UTC)"] = pd.to_datetime(seconds, unit="s", errors="coerce").dt.strftime(
+        "%Y-%m-%d %H:%M"
+    )
+    first = ["day", "reason", "date (UTC)"]
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
@@ -464,7 +469,7 @@ def recommend(root: Path, model_name: str, events: pd.DataFrame, user: int, k: i
     with torch.no_grad():
         scores = model.score_items(batch)[0].clone()  # (n_items + 1,)
     scores[0] = float("-inf")
-    scores[torch.from_numpy(item_idx(history["item_id"].to_numpy()))] = float("-inf")  # seen
+    scores[torch.tensor(item_idx(history["item_id"].to_numpy()))] = float("-inf")  # seen
     top = torch.topk(scores, k)
     raw_of = pd.Series(items.index.to_numpy(), index=items.to_numpy())
     return pd.DataFrame(

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 # button label -> deployment "<flow name>/<deployment name>" (flows/serve.py)
 DEPLOYMENTS = {
     "Process next day": "daily-etl/daily",
-    "Run A/B test": "ab-test/ab-test",
-    "Retrain": "training/training",
+    "Run A/B test": "ab-test/on-demand",
+    "Retrain": "training/on-demand",
 }
 START_SERVER = (
     "prefect server start   # then, in another shell:\n"
-    "export PREFECT_API_URL=http://127.0.0.1:4200/api && python -m flows.serve"
+    "export PREFECT_API_URL=http://127.0.0.1:4200/api\n"
+    "python -m flows.serve  # serves the deployments; restart the app with that variable set"
 )
 
 

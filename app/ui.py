@@ -21,6 +21,11 @@ def load(name: str, *args):
     return _cached(name, str(root), data.cache_key(root), *args)
 
 
+def clear_cache() -> None:
+    """Forget every cached result (after a transient failure that must not stick)."""
+    _cached.clear()
+
+
 def missing(what: str, command: str) -> None:
     """Say what is not built yet and the command that builds it (instead of a traceback)."""
     st.info(f"{what} Run this in the project folder:", icon=":material/terminal:")

@@ -232,16 +232,18 @@ def test_recommendations_top10_from_checkpoint(projects, monkeypatch):
     import torch
 
     app = open_page(monkeypatch, repo, "recommendations")
-    user = app.selectbox[0].value  # noqa: F841 (used by the query below)
+    user = app.selectbox[0].value
     top = app.dataframe[1].value
     state = torch.load(repo / "models" / "bias.pt", weights_only=True)["state_dict"]
     items = pd.read_parquet(repo / "artifacts" / "split" / "items.parquet")
-    seen = set(pd.read_parquet(repo / "artifacts" / "split" / "train.parquet").query(
-        "user_id == @user")["item_id"])  # fmt: skip
+    split = repo / "artifacts" / "split"
+    events = pd.concat(pd.read_parquet(split / f"{p}.parquet") for p in ("train", "val", "test"))
+    seen = set(events.loc[events["user_id"] == user, "item_id"])  # never recommended again
     bias = pd.Series(state["item_bias"].numpy()[items["idx"]], index=items["raw_id"])
     expected = bias.drop(index=[i for i in bias.index if i in seen]).nlargest(10)
     assert top["score"].tolist() == pytest.approx(expected.tolist(), rel=1e-6)
-    assert len(top) == 10
+    assert top["item_id"].tolist() == expected.index.tolist()
+    assert top["title"].tolist() == [f"Movie {i} ({1990 + i % 9})" for i in expected.index]
 
 
 def test_partial_models_experiments_recommendations(projects, monkeypatch):
@@ -260,3 +262,12 @@ def test_controls_disabled_without_server(projects, monkeypatch):
     assert [b.label for b in buttons] == ["Process next day", "Run A/B test", "Retrain"]
     assert all(b.disabled for b in buttons)
     assert any("prefect server start" in c for c in texts(app.sidebar.code))
+
+
+def test_pipeline_with_a_broken_dvc_yaml_says_why(monkeypatch, tmp_path):
+    repo, _ = make_project(tmp_path / "broken", 0)
+    (repo / "dvc.yaml").write_text("stages:\n  split:\n    cmd: [unclosed\n")
+    app = open_page(monkeypatch, repo, "pipeline")
+    warning = texts(app.warning)[0]
+    assert warning.startswith("DVC could not report the pipeline's state just now: DVC could")
+    assert "dvc.yaml" in warning

@@ -28,18 +28,28 @@ PAGES = {
     "recommendations": "Recommendations",
 }
 APT = ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 pytestmark = pytest.mark.slow
 
 
+def find_binaries() -> tuple[str | None, str | None]:
+    """A Chromium-family browser and chromedriver: Debian's chromium first, else a Chrome
+    already there (GitHub's ubuntu runners ship google-chrome, chromedriver in $CHROMEWEBDRIVER)."""
+    browser = next(filter(None, map(shutil.which, BROWSERS)), None)
+    driver_dir = os.environ.get("CHROMEWEBDRIVER", "")
+    driver = shutil.which("chromedriver") or shutil.which("chromedriver", path=driver_dir)
+    return browser, driver
+
+
 def browser_binaries() -> tuple[str, str]:
     """chromium and chromedriver; installed with apt-get as root when missing, else skip."""
-    found = shutil.which("chromium"), shutil.which("chromedriver")
+    found = find_binaries()
     if None in found and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(APT, capture_output=True, env=env)
-        found = shutil.which("chromium"), shutil.which("chromedriver")
+        found = find_binaries()
     if None in found:
         pytest.skip("chromium / chromedriver absent and not installable (`apt-get install -y "
                     "chromium chromium-driver` as root); CI must have them")  # fmt: skip
@@ -121,14 +131,25 @@ def wait_rendered(driver, title: str, seconds: float = 60) -> None:
     WebDriverWait(driver, seconds, poll_frequency=0.3).until(ready)
 
 
+def full_height(driver, width: int = 1400, most: int = 4000) -> None:
+    """Make the window as tall as the page (Streamlit scrolls inside its main section)."""
+    script = "return document.querySelector('[data-testid=\"stMain\"]').scrollHeight"
+    height = min(int(driver.execute_script(script)) + 40, most)
+    if height > driver.get_window_size()["height"]:
+        driver.set_window_size(width, height)
+        time.sleep(1.0)  # charts re-lay out at the new size
+
+
 @pytest.mark.parametrize("page", list(PAGES))
 def test_page_renders_in_chromium(served, browser, tmp_path, page):
     from selenium.webdriver.common.by import By
 
+    browser.set_window_size(1400, 1000)
     browser.get(f"{served}/{page}")
     wait_rendered(browser, PAGES[page])
     shots = Path(os.environ.get("RECSYS_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
+    full_height(browser)
     assert browser.save_screenshot(str(shots / f"{page}.png"))
     assert browser.find_element(By.CSS_SELECTOR, "h1").text.startswith(PAGES[page])
     errors = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')

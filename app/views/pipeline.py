@@ -3,13 +3,18 @@
 import streamlit as st
 
 from app import data
-from app.ui import fmt_int, load, missing
+from app.ui import clear_cache, fmt_int, load, missing
 
 st.title("Pipeline")
 status = load("pipeline_status")
 if status is None:
     missing("This folder is not a DVC project (no dvc.yaml and .dvc/).",
             "git clone <the project> && cd <it> && make demo")  # fmt: skip
+    st.stop()
+if isinstance(status, str):
+    st.warning(f"DVC could not report the pipeline's state just now: {status}")
+    clear_cache()  # not cached: the next run asks DVC again
+    st.button("Try again")
     st.stop()
 
 etl = status.etl
