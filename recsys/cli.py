@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -78,6 +79,73 @@ def _cmd_preset(args: argparse.Namespace) -> int:
     apply_preset(args.name)
     print(f"params.yaml: applied preset {args.name!r}; `dvc status` shows what it made stale")
     return 0
+
+
+def _cmd_bench_ab(args: argparse.Namespace) -> int:
+    import json
+
+    from recsys.abtest.bench import bench_ab
+    from recsys.config import load_params
+
+    sizes = [int(s) for s in args.events.split(",")]
+    result = bench_ab(sizes, load_params(args.params).abtest, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for size in result["sizes"]:
+            print(
+                f"ab: {size['n_events']:,} events, {size['n_users']:,} users: serve "
+                f"{size['serve_seconds']:.2f} s, statistics for {result['n_days']} days "
+                f"{size['statistics_seconds']:.2f} s"
+            )
+    return 0
+
+
+def _cmd_bench_scan(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from recsys.bench import render_table, scan_benchmark
+
+    with tqdm(desc="bench scan", unit="case", file=sys.stderr, leave=False) as bar:
+
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        records = scan_benchmark(
+            batch=args.batch,
+            lengths=tuple(args.lengths),
+            repeats=args.repeats,
+            reference_repeats=args.reference_repeats,
+            reference_max_length=args.reference_max_length,
+            progress=progress,
+        )
+    print(json.dumps(records, indent=2) if args.json else render_table(records))
+    return 0
+
+
+def _add_bench_scan(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser(
+        "scan",
+        help="forward+backward time and peak memory of the selective and time-aware scans",
+        description="Times our scans, the sequential reference and the public CPU peers "
+        "(mambapy's pscan, s5-pytorch's S5; `pip install .[bench]`) at SS4Rec's shapes "
+        "(d_model 64, expand 2, d_state 32). Each case runs in a fresh subprocess: fwd_bwd_ms is "
+        "the median of --repeats passes, peak_mb the rise of the process's peak RSS during the "
+        "first pass.",
+    )
+    p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    p.add_argument("--batch", type=int, default=256, help="batch size B (default 256)")
+    p.add_argument("--lengths", type=int, nargs="+", default=[50, 200], help="L (default 50 200)")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes per case (default 5)")
+    p.add_argument("--reference-repeats", type=int, default=1, help="for the slow reference")
+    p.add_argument(
+        "--reference-max-length",
+        type=int,
+        default=50,
+        help="skip the sequential reference above this L (default 50; it is slow and large)",
+    )
+    p.set_defaults(func=_cmd_bench_scan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=20, help="problem lines to print (default 20)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("bench", help="benchmarks at scale on synthetic data")
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: etl, ab, scan, train (JSON with --json)",
+        description="Speed and memory measured on this machine; medians where repeated.",
+    )
     bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
     b = bench.add_parser(
         "etl",
@@ -182,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", help="preset name, e.g. smoke, default")
     p.set_defaults(func=_cmd_preset)
+
+    p = bench.add_parser(
+        "ab",
+        help="time all days' A/B statistics on fake inputs (ml-100k size and 1M events)",
+        description="Fake batches and prediction files of each size; times serving and every "
+        "day's statistics with the resample counts in params.yaml (abtest).",
+    )
+    p.add_argument("--events", default="10000,1000000", help="comma-separated sizes")
+    p.add_argument("--repeats", type=int, default=1, help="runs per size (median reported)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_bench_ab)
+    _add_bench_scan(bench)
     return parser
 
 

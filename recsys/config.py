@@ -8,7 +8,7 @@ DVC's back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -78,12 +78,111 @@ class EtlParams(Section):
         return self
 
 
+AB_METRICS = ("sq_err", "abs_err", "hit@10", "ndcg@10", "rr@10")  # per-event outcomes
+
+
+class BusinessAssumptions(Section):
+    """ASSUMPTIONS, not measurements: turn the hit@10 uplift into a value projection."""
+
+    value_per_success: float = Field(default=0.05, ge=0)  # currency per hit@10 (a good rec)
+    users_per_day: int = Field(default=10_000, ge=1)  # users shown recommendations per day
+    recommendations_per_user: float = Field(default=5.0, gt=0)  # lists served per user per day
+
+
+class AbtestDay(Section):
+    """One `abtest@<day>` stage of the DVC foreach: its padded number and chained dependency."""
+
+    nn: str
+    prev: str
+
+
+def abtest_days(n_days: int = 20) -> dict[str, AbtestDay]:
+    """The foreach items: day N chains on day N-1's result (day 1 on its own batch)."""
+    days = {"1": AbtestDay(nn="01", prev="batches/day_01.parquet")}
+    for day in range(2, n_days + 1):
+        days[str(day)] = AbtestDay(nn=f"{day:02d}", prev=f"metrics/abtest/day_{day - 1:02d}.json")
+    return days
+
+
+class AbtestParams(Section):
+    """A/B comparison of model_b (treatment) against model_a (control), day by day."""
+
+    model_a: str = "ncf"
+    model_b: str = "ss4rec"
+    metrics: list[str] = list(AB_METRICS)
+    primary_metric: str = "ndcg@10"
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    n_days: int = Field(default=20, ge=1)
+    n_bootstrap: int = Field(default=2000, ge=100)
+    n_permutations: int = Field(default=2000, ge=100)
+    seed: int = 0
+    salt: str = "abtest-2026"  # user -> arm hash salt; a new salt is a new randomisation
+    share_b: float = Field(default=0.5, gt=0, lt=1)  # designed share of users in arm B
+    spending: Literal["power", "obf"] = "power"  # alpha spending: α·t^ρ or Lan-DeMets OBF
+    rho: float = Field(default=3.0, gt=0)  # exponent of the power spending function
+    decision_design: Literal["paired", "randomised"] = "paired"
+    business: BusinessAssumptions = BusinessAssumptions()
+    # DVC foreach items (dvc.yaml cannot list "batches 1..N" per stage, so each day depends on
+    # the previous day's result, which records every batch's md5): must match abtest_days()
+    days: dict[str, AbtestDay] = Field(default_factory=abtest_days)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> AbtestParams:
+        unknown = [m for m in self.metrics if m not in AB_METRICS]
+        if unknown or not self.metrics:
+            raise ValueError(f"metrics must be a non-empty subset of {list(AB_METRICS)}")
+        if self.primary_metric not in self.metrics:
+            raise ValueError("primary_metric must be one of metrics")
+        if self.days != abtest_days(self.n_days):
+            raise ValueError("days must list 1..n_days, each chained on the day before")
+        return self
+
+
+class NCFParams(Section):
+    """NeuMF (He et al. 2017): GMF and MLP towers fused; a rating head and a ranking head."""
+
+    gmf_dim: int = Field(default=32, ge=1)  # GMF user/item embedding size
+    mlp_dim: int = Field(default=32, ge=1)  # MLP tower user/item embedding size
+    mlp_layers: list[int] = Field(default=[64, 32, 16], min_length=1)  # hidden widths
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    rank_weight: float = Field(default=0.5, ge=0)  # weight of the ranking (BCE) loss
+    n_negatives: int = Field(default=4, ge=1)  # sampled negatives per positive (ranking head)
+    unknown_prob: float = Field(default=0.05, ge=0, lt=1)  # ids replaced by 0 in training
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=1024, ge=1)
+    epochs: int = Field(default=10, ge=1)
+
+
+class SS4RecParams(Section):
+    """SS4Rec (arXiv:2502.08132); defaults follow the official code except where noted."""
+
+    d_model: int = Field(default=64, ge=2)  # hidden size
+    n_layers: int = Field(default=2, ge=1)  # SSBlocks
+    d_state: int = Field(default=32, ge=2, multiple_of=2)  # S5 and Mamba state size
+    d_conv: int = Field(default=4, ge=1)  # Mamba causal conv width
+    expand: int = Field(default=2, ge=1)  # Mamba inner width = expand * d_model
+    dt_min: float = Field(default=0.001, gt=0)  # initial step range (S5 and Mamba)
+    dt_max: float = Field(default=0.1, gt=0)
+    gap_unit_days: float = Field(default=1 / 24, gt=0)  # time gaps are log1p(days / unit)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    rating_weight: float = Field(default=1.0, ge=0)  # loss = next-item CE + w * rating MSE
+    max_len: int = Field(default=50, ge=1)  # training window / history length (200: ml-1m)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=256, ge=1)  # windows of max_len events per step
+    epochs: int = Field(default=15, ge=1)
+
+
 class Params(Section):
     """All of params.yaml."""
 
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     etl: EtlParams = EtlParams()
+    abtest: AbtestParams = AbtestParams()
+    ncf: NCFParams = NCFParams()
+    ss4rec: SS4RecParams = SS4RecParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:
