@@ -15,7 +15,7 @@ export DVC_NO_ANALYTICS := 1
 export WANDB_MODE ?= offline
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup demo test lint format clean
+.PHONY: help setup demo test app browser lint format clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -34,8 +34,18 @@ demo: setup  ## fetch ml-100k, run the whole pipeline with `dvc repro`, print a 
 	$(BIN)/dvc repro
 	$(BIN)/recsys status
 
-test: setup  ## run the whole test suite (slow end-to-end tests included)
+test: setup browser  ## run the whole test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest
+
+app: setup  ## the dashboard on http://127.0.0.1:8501 (reads this folder's DVC outputs)
+	$(BIN)/streamlit run app/streamlit_app.py
+
+# The dashboard's browser test drives Debian's Chromium; install it when it is missing.
+browser:  ## Chromium + chromedriver for the browser test (Debian; root or sudo)
+	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || { \
+	  S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$S apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq chromium chromium-driver; }
 
 lint: setup  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -106,33 +106,40 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+# Metrics that differ from run to run on the same data. DVC hashes the dvclive folder (and
+# dvc.lock is committed), so these go to `<live>.timing/` beside it, git-ignored, and to W&B.
+RUN_DEPENDENT = ("train/step_s", "train/samples_per_s", "memory_mb")
+
+
 class Tracker:
     """Epoch metrics to dvclive and W&B (either may be off); W&B never asks for a login."""
 
     def __init__(
         self, live_dir: Path | None, run_name: str, config: dict, resume: bool, use_wandb: bool
     ):
-        self.live = None
+        self.lives = {}
         if live_dir is not None:
             from dvclive import Live
 
-            self.live = Live(str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None)
+            for kind, path in (("tracked", live_dir), ("timing", Path(f"{live_dir}.timing"))):
+                self.lives[kind] = Live(str(path), resume=resume, save_dvc_exp=False, dvcyaml=None)
         self.wandb_run = _start_wandb(run_name, config) if use_wandb else None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         """Log one epoch's metrics at `step` (the epoch number)."""
-        if self.live is not None:
-            self.live.step = step
+        for kind, live in self.lives.items():
+            live.step = step
             for key, value in metrics.items():
-                self.live.log_metric(key, value)
-            self.live.make_summary()
+                if (key in RUN_DEPENDENT) == (kind == "timing"):
+                    live.log_metric(key, value)
+            live.make_summary()
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
 
     def close(self) -> None:
         """Finish both runs."""
-        if self.live is not None:
-            self.live.end()
+        for live in self.lives.values():
+            live.end()
         if self.wandb_run is not None:
             self.wandb_run.finish()
 

@@ -229,9 +229,7 @@ def test_recommendations_history_equals_split(projects, monkeypatch):
 
 
 def test_recommendations_top10_from_checkpoint(projects, monkeypatch):
-    repo, facts = projects["full"]
-    if facts["no_checkpoint"]:
-        pytest.skip(f"no model to serve: {facts['no_checkpoint']}")
+    repo, _ = projects["full"]
     import torch
 
     app = open_page(monkeypatch, repo, "recommendations")

@@ -59,6 +59,11 @@ class SS4Rec(Recommender):
         self.input_norm, self.input_dropout = nn.LayerNorm(hidden), nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(SSBlock(cfg) for _ in range(cfg.n_layers))
         self.empty_state = nn.Parameter(torch.zeros(hidden))  # a user with no history
+        # Item bias in the rating head (our addition: the paper predicts next items only). Most
+        # ml-100k test users are new, with a few in-test events of history at best; without
+        # it their ratings come from a weak state alone and lose to NCF's bias fallback.
+        self.item_bias = nn.Embedding(data.n_items + 1, 1)
+        nn.init.zeros_(self.item_bias.weight)
         self.rating_head = nn.Sequential(
             nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(hidden, 1)
         )
@@ -90,7 +95,8 @@ class SS4Rec(Recommender):
     def _rating(self, state: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Rating of `item` given `state`: (..., H), (...) -> (...)."""
         features = torch.cat([state, self.item_emb(item)], dim=-1)
-        return self.rating_head(features).squeeze(-1) + self.data.rating_mean
+        bias = self.item_bias(item).squeeze(-1) + self.data.rating_mean
+        return self.rating_head(features).squeeze(-1) + bias
 
     def _item_logits(self, state: torch.Tensor) -> torch.Tensor:
         """Next-item scores over all items, (..., n_items + 1), column 0 = -inf."""
