@@ -155,6 +155,24 @@ def _write_outputs(
     write_parquet(out, rows[~bad].astype(RATINGS_DTYPES).reset_index(drop=True))
 
 
+def check_day(
+    day: int, split_dir: Path, params: EtlParams
+) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Day `day`'s rows (new ids flagged), the reason per row ("" = valid) and its report."""
+    if not 1 <= day <= params.n_days:
+        raise RecsysError(f"--day {day}: days run from 1 to etl.n_days={params.n_days}")
+    test = pd.read_parquet(split_dir / "test.parquet")
+    bounds = day_bounds(len(test), params.n_days)
+    start, stop = int(bounds[day - 1]), int(bounds[day])
+    rows = test.iloc[start:stop].reset_index(drop=True)
+    rules = day_rules(params, split_dir, test, day)
+    reasons = row_reasons(rows, rules)
+    report = quality_report(day, params, rules, reasons, schema_problem(split_dir))
+    rows, new_counts = flag_new_ids(split_dir, rows)
+    report.update(new_counts, positions={"start": start, "stop": stop})
+    return rows, reasons, report
+
+
 def run_batch(
     day: int,
     split_dir: Path,
@@ -169,22 +187,13 @@ def run_batch(
     `trend` (optional) gets the day's scores as a one-record list: DVC plots draw the days'
     files together as the quality trend.
     """
-    if not 1 <= day <= params.n_days:
-        raise RecsysError(f"--day {day}: days run from 1 to etl.n_days={params.n_days}")
     started = time.perf_counter()
     outputs = (quality, timing_path(quality), out, quarantine, trend)
     for path in filter(None, outputs):  # a killed run never leaves an old + new mix
         remove_with_temps(path)
-    test = pd.read_parquet(split_dir / "test.parquet")
-    bounds = day_bounds(len(test), params.n_days)
-    rows = test.iloc[bounds[day - 1] : bounds[day]].reset_index(drop=True)
-    rules = day_rules(params, split_dir, test, day)
-    reasons = row_reasons(rows, rules)
-    report = quality_report(day, params, rules, reasons, schema_problem(split_dir))
-    rows, new_counts = flag_new_ids(split_dir, rows)
-    report.update(new_counts, positions={"start": int(bounds[day - 1]), "stop": int(bounds[day])})
+    rows, reasons, report = check_day(day, split_dir, params)
     accepted_out = out if report["passed"] else None  # a failed day writes no day file
-    _write_outputs(rows, reasons, int(bounds[day - 1]), accepted_out, quarantine)
+    _write_outputs(rows, reasons, report["positions"]["start"], accepted_out, quarantine)
     if trend is not None:
         keys = ("day", *METRICS, "rows", "quarantined")
         write_json(trend, [{key: report[key] for key in keys}])

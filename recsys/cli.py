@@ -81,6 +81,17 @@ def _cmd_preset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _cmd_bench_ab(args: argparse.Namespace) -> int:
     import json
 
@@ -230,15 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "etl",
         help="process daily batches of the test split through DVC (`dvc repro batch@N`)",
-        description="Each day is the DVC stage batch@N: the next 5 %% of the test split, "
-        "quality-checked; rejected rows go to batches/quarantine/. Days run in order; a day "
-        "below the quality threshold fails and nothing after it runs.",
+        description="Each day is the DVC stage batch@N: the next 1/etl.n_days of the test "
+        "split in time order (5 % for 20 days; equal row counts, not calendar days), "
+        "quality-checked; rejected rows go to batches/quarantine/ with a reason. Days run in "
+        "order; a day below etl.min_quality fails with its report written and no day file.",
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--day", type=int, metavar="N", help="run day N and print its quality")
+    which.add_argument("--day", type=_positive, metavar="N", help="run day N, print its quality")
     which.add_argument("--next", action="store_true", help="run the first day not yet done")
     which.add_argument(
-        "--simulate", type=int, metavar="K", help="run the next K days, one after another"
+        "--simulate", type=_positive, metavar="K", help="run the next K days, one after another"
     )
     p.set_defaults(func=_cmd_etl)
 

@@ -9,6 +9,8 @@ rows are kept, invalid ones go to a quarantine CSV (`line,reason,raw`) with thei
 
 from __future__ import annotations
 
+import io
+import itertools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from recsys.quality import RowRules, row_reasons
 HEADER = ",".join(RATINGS_COLUMNS)
 BOM = "\ufeff"
 OTHER_DELIMITERS = {"\t": "tab", ";": "';'", "|": "'|'", " ": "space"}
+BLOCK_LINES = 200_000  # lines parsed at a time: Python strings only for one block
 EXIT_VALID, EXIT_UNUSABLE, EXIT_USAGE, EXIT_QUARANTINED = 0, 1, 2, 3
 
 REASON_TEXT = {
@@ -119,33 +122,62 @@ def parse_numbers(fields: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.nd
     return numbers, empty.any(axis=1), unparsable.any(axis=1)
 
 
-def line_reasons(text_lines: list[str], rules: RowRules) -> tuple[np.ndarray, pd.DataFrame]:
-    """Reason per data line ("" = valid) and the parsed numbers; all rules vectorised."""
-    lines = pd.Series(text_lines, dtype="str")
-    fields, malformed = split_fields(lines)
+def parse_block(lines: list[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Numbers (NaN where unusable) and parse masks (malformed, missing, not-a-number)."""
+    series = pd.Series(lines, dtype="str").str.removesuffix("\n")
+    fields, malformed = split_fields(series)
     numbers, empty, unparsable = parse_numbers(fields)
-    rules.flags = {"missing_field": empty & ~malformed, "not_a_number": unparsable & ~malformed}
-    reasons = row_reasons(numbers, rules)
-    reasons[malformed] = "malformed"
-    return reasons, numbers
+    masks = {
+        "malformed": malformed,
+        "missing_field": empty & ~malformed,
+        "not_a_number": unparsable & ~malformed,
+    }
+    return numbers, masks
+
+
+def parse_lines(stream: io.StringIO) -> tuple[pd.DataFrame, dict[str, np.ndarray], bool]:
+    """Parse the data lines in blocks (bounded memory); True when the last ends in a newline."""
+    numbers, masks, last = [], [], "\n"
+    while block := list(itertools.islice(stream, BLOCK_LINES)):
+        block_numbers, block_masks = parse_block(block)
+        numbers.append(block_numbers)
+        masks.append(block_masks)
+        last = block[-1]
+    if not numbers:
+        return pd.DataFrame(columns=RATINGS_COLUMNS, dtype="float64"), {}, True
+    merged = {key: np.concatenate([m[key] for m in masks]) for key in masks[0]}
+    return pd.concat(numbers, ignore_index=True), merged, last.endswith("\n")
+
+
+def raw_lines(text: str, wanted: np.ndarray) -> list[str]:
+    """The text of the given 1-based line numbers (sorted), read in one streaming pass."""
+    found, targets = [], iter(wanted.tolist())
+    target = next(targets, None)
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if number == target:
+            found.append(line.removesuffix("\n"))
+            target = next(targets, None)
+            if target is None:
+                break
+    return found
 
 
 def validate_text(path: Path, text: str, rules: RowRules) -> Validation:
     """Check the header (line 1) and every data line of `text`."""
-    lines = text.split("\n")
-    complete = lines[-1] == ""  # the file ends with a newline
-    lines = lines[:-1] if complete else lines
-    check_header(path, lines[0].strip())
-    data = lines[1:]
-    if not data:
+    stream = io.StringIO(text)
+    check_header(path, stream.readline().removesuffix("\n").strip())
+    numbers, masks, complete = parse_lines(stream)
+    if numbers.empty:
         raise RecsysError(f"{path}: unusable: a header but no data rows")
-    reasons, numbers = line_reasons(data, rules)
+    rules.flags = {k: masks[k] for k in ("missing_field", "not_a_number")}
+    reasons = row_reasons(numbers, rules)
+    reasons[masks["malformed"]] = "malformed"
     if not complete:
         reasons[-1] = "truncated"
     bad = reasons != ""
-    line_no = np.arange(2, len(data) + 2)
+    line_no = np.flatnonzero(bad) + 2  # the header is line 1
     quarantine = pd.DataFrame(
-        {"line": line_no[bad], "reason": reasons[bad], "raw": np.asarray(data, dtype=object)[bad]}
+        {"line": line_no, "reason": reasons[bad], "raw": raw_lines(text, line_no)}
     )
     valid = numbers[~bad].astype(RATINGS_DTYPES).reset_index(drop=True)
     return Validation(path=path, valid=valid, quarantine=quarantine)
