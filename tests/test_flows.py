@@ -21,10 +21,11 @@ from recsys.pipeline import StageState
 from tests.conftest import PROJECT_ROOT, dvc, git
 from tests.test_pipeline import use_tiny_dataset
 
+pytestmark = pytest.mark.usefixtures("prefect_api")
 PIPELINE = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     """One temporary Prefect API (SQLite in tmp, PREFECT_HOME in tmp) for every test here."""
     from prefect.settings import (
