@@ -35,7 +35,7 @@ from flows.tasks import (
     retry_if_transient,
     stage_names,
 )
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, run_reporting_errors
 from recsys.etl import days_from_stages, next_day, read_quality, render_quality
 from recsys.pipeline import StageState, run_dvc
 from recsys.quality import METRICS
@@ -209,18 +209,44 @@ def daily_etl(
     return result
 
 
+def run_days(repo: str, *, simulate: int, through: int | None, **options) -> list[dict]:
+    """Run the flow `simulate` times, or until day `through` is done; stop once all days are."""
+    results: list[dict] = []
+    while through is not None or len(results) < simulate:
+        results.append(daily_etl(repo=repo, **options))
+        day = results[-1]["day"]
+        if day is None or (through is not None and day >= through):
+            break
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the flow once from the command line."""
+    """Run the flow from the command line (an ephemeral Prefect API unless PREFECT_API_URL)."""
     parser = argparse.ArgumentParser(
-        prog="python -m flows.daily_etl", description=daily_etl.__doc__
+        prog="python -m flows.daily_etl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--repo", default=".", help="the DVC repository (default: .)")
-    parser.add_argument("--day", type=int, help="this day instead of the next pending one")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--day", type=int, help="exactly this day (re-run, or the next pending)")
+    which.add_argument("--through", type=int, help="every pending day up to and including this")
+    which.add_argument("--simulate", type=int, default=1, help="this many pending days (default 1)")
     parser.add_argument("--commit", action="store_true", help="commit dvc.lock and metrics to git")
     parser.add_argument("--push", action="store_true", help="dvc push to the default remote")
     args = parser.parse_args(argv)
-    print(daily_etl(repo=args.repo, day=args.day, commit=args.commit, push=args.push))
-    return 0
+    options = {"commit": args.commit, "push": args.push}
+
+    def body() -> int:
+        if args.day is not None:
+            results = [daily_etl(repo=args.repo, day=args.day, **options)]
+        else:
+            results = run_days(args.repo, simulate=args.simulate, through=args.through, **options)
+        for result in results:
+            print(result.get("message") or f"day {result['day']}: {result}")
+        return 0
+
+    return run_reporting_errors("daily-etl", body)
 
 
 if __name__ == "__main__":
