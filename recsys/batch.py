@@ -26,8 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.config import EtlParams, load_params
@@ -58,39 +56,37 @@ def day_window(timestamps: np.ndarray, bounds: np.ndarray, day: int) -> tuple[in
     return int(timestamps[start]), int(end)
 
 
-def _reference_tables(split_dir: Path, earlier: pd.DataFrame) -> list[pa.Table]:
-    """Everything released before the day: train, val and the earlier test rows."""
-    cols = ["user_id", "item_id", "timestamp"]
-    tables = [pq.read_table(split_dir / f"{p}.parquet", columns=cols) for p in ("train", "val")]
-    earlier = earlier[cols].dropna().astype("int64")
-    return [*tables, pa.Table.from_pandas(earlier, preserve_index=False)]
+def split_cutoff(split_dir: Path) -> int:
+    """The last train/val timestamp (epoch s): no test event can be earlier."""
+    meta = json.loads((split_dir / "meta.json").read_text())
+    return max(meta["train"]["last_timestamp"], meta["val"]["last_timestamp"])
 
 
-def _extreme_by(tables: list[pa.Table], key: str, wanted: pd.Series, how: str) -> pd.Series:
-    """key -> min or max timestamp over the tables' rows whose key is in `wanted`."""
-    value_set = pa.array(wanted.dropna().astype("int64").unique())
-    parts = []
-    for table in tables:
-        table = table.filter(pc.is_in(table[key].cast(pa.int64()), value_set=value_set))
-        parts.append(table.group_by(key).aggregate([("timestamp", how)]).to_pandas())
-    merged = pd.concat(parts)
-    return merged.groupby(key)[f"timestamp_{how}"].agg(how)
+def _earlier_extremes(earlier: pd.DataFrame, rows: pd.DataFrame, key: str, how: str) -> pd.Series:
+    """key -> min or max timestamp of the earlier days' rows, for the keys in `rows`."""
+    earlier = earlier[earlier[key].isin(rows[key].dropna().unique())]
+    return earlier.groupby(key)["timestamp"].agg(how)
 
 
 def day_rules(params: EtlParams, split_dir: Path, test: pd.DataFrame, day: int) -> RowRules:
-    """The rules for one day: scale, now, its window, and item/user history before it."""
+    """The rules for one day: scale, now, its window, and item/user history before it.
+
+    Train and val all end at the split cut-off, so against them every check reduces to
+    "not before the cut-off", which the window's lower bound carries; the earlier days'
+    rows give each item's first appearance and each user's latest event exactly.
+    """
     bounds = day_bounds(len(test), params.n_days)
     start, stop = bounds[day - 1], bounds[day]
-    rows = test.iloc[start:stop]
-    tables = _reference_tables(split_dir, test.iloc[:start])
+    rows, earlier = test.iloc[start:stop], test.iloc[:start]
+    first, last = day_window(test["timestamp"].to_numpy(dtype=float), bounds, day)
     return RowRules(
         rating_min=params.rating_min,
         rating_max=params.rating_max,
         rating_step=params.rating_step,
         now=int(time.time()),
-        window=day_window(test["timestamp"].to_numpy(dtype=float), bounds, day),
-        item_first_seen=_extreme_by(tables, "item_id", rows["item_id"], "min"),
-        user_last_seen=_extreme_by(tables, "user_id", rows["user_id"], "max"),
+        window=(max(first, split_cutoff(split_dir)), last),
+        item_first_seen=_earlier_extremes(earlier, rows, "item_id", "min"),
+        user_last_seen=_earlier_extremes(earlier, rows, "user_id", "max"),
     )
 
 
@@ -160,14 +156,25 @@ def _write_outputs(
 
 
 def run_batch(
-    day: int, split_dir: Path, out: Path, quarantine: Path, quality: Path, params: EtlParams
+    day: int,
+    split_dir: Path,
+    out: Path,
+    quarantine: Path,
+    quality: Path,
+    params: EtlParams,
+    trend: Path | None = None,
 ) -> dict:
-    """Cut, check and write day `day`; return its quality report, raise if it failed."""
+    """Cut, check and write day `day`; return its quality report, raise if it failed.
+
+    `trend` (optional) gets the day's scores as a one-record list: DVC plots draw the days'
+    files together as the quality trend.
+    """
     if not 1 <= day <= params.n_days:
         raise RecsysError(f"--day {day}: days run from 1 to etl.n_days={params.n_days}")
     started = time.perf_counter()
-    for path in (quality, out, quarantine):  # a killed run never leaves an old+new mix
-        path.unlink(missing_ok=True)
+    outputs = (quality, timing_path(quality), out, quarantine, trend)
+    for path in filter(None, outputs):  # a killed run never leaves an old + new mix
+        remove_with_temps(path)
     test = pd.read_parquet(split_dir / "test.parquet")
     bounds = day_bounds(len(test), params.n_days)
     rows = test.iloc[bounds[day - 1] : bounds[day]].reset_index(drop=True)
@@ -178,11 +185,21 @@ def run_batch(
     report.update(new_counts, positions={"start": int(bounds[day - 1]), "stop": int(bounds[day])})
     accepted_out = out if report["passed"] else None  # a failed day writes no day file
     _write_outputs(rows, reasons, int(bounds[day - 1]), accepted_out, quarantine)
+    if trend is not None:
+        keys = ("day", *METRICS, "rows", "quarantined")
+        write_json(trend, [{key: report[key] for key in keys}])
     write_json(quality, report)  # last: a complete set of outputs ends with the report
     write_timing(quality, day, len(rows), time.perf_counter() - started)
     if not report["passed"]:
         raise RecsysError(f"day {day} failed quality: {'; '.join(report['failed_checks'])}")
     return report
+
+
+def remove_with_temps(path: Path) -> None:
+    """Remove `path` and temp files a killed writer left beside it (io.atomic_path's names)."""
+    path.unlink(missing_ok=True)
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        temp.unlink(missing_ok=True)
 
 
 def timing_path(quality: Path) -> Path:
@@ -208,12 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="accepted rows (parquet)")
     parser.add_argument("--quarantine", type=Path, required=True, help="rejected rows (parquet)")
     parser.add_argument("--quality", type=Path, required=True, help="quality report (JSON)")
+    parser.add_argument("--trend", type=Path, default=None, help="plot record (JSON list)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
     def body() -> int:
         params = load_params(args.params).etl
-        report = run_batch(args.day, args.split, args.out, args.quarantine, args.quality, params)
+        paths = (args.split, args.out, args.quarantine, args.quality)
+        report = run_batch(args.day, *paths, params, trend=args.trend)
         print(
             f"batch day {args.day}: {report['accepted']:,} accepted, "
             f"{report['quarantined']:,} quarantined -> {args.out}"

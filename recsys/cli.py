@@ -51,6 +51,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return validate_command(Path(args.file), quarantine=args.quarantine, max_messages=args.show)
 
 
+def _cmd_bench_etl(args: argparse.Namespace) -> int:
+    import json
+
+    from recsys.bench_etl import bench_etl, render
+
+    result = bench_etl(args.rows)
+    print(json.dumps(result) if args.json else render(result))
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from recsys.status import collect_status, render_status
 
@@ -109,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "in the canonical format, for tests and scale benchmarks.",
     )
     p.add_argument("--rows", type=int, default=100_000, help="number of ratings (default 100000)")
-    p.add_argument("--users", type=int, default=None, help="default: rows / 100")
-    p.add_argument("--items", type=int, default=None, help="default: about sqrt(rows) * 5")
+    p.add_argument("--users", type=int, default=None, help="default: about rows / 100")
+    p.add_argument("--items", type=int, default=None, help="default: about 5 * sqrt(rows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
     p.set_defaults(func=_cmd_synth)
@@ -147,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--show", type=int, default=20, help="problem lines to print (default 20)")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("bench", help="benchmarks at scale on synthetic data")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    b = bench.add_parser(
+        "etl",
+        help="time and peak RSS of split + 20 daily batches + quality",
+        description="Generates `recsys synth --rows N` once into the cache, then times the "
+        "split and all daily batches (with their quality checks) in a child process.",
+    )
+    b.add_argument("--rows", type=int, default=1_000_000, help="ratings (default 1000000)")
+    b.add_argument("--json", action="store_true", help='print {"rows", "total_s", ...}')
+    b.set_defaults(func=_cmd_bench_etl)
 
     p = sub.add_parser("status", help="dataset, rows, what is built and what is stale")
     p.add_argument("--json", action="store_true", help="machine-readable output")

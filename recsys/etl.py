@@ -8,8 +8,13 @@ nothing else (no model depends on a batch). Two runs at once queue on DVC's repo
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -32,7 +37,7 @@ class DayState(BaseModel):
 
 def day_states(root: Path = Path(".")) -> list[DayState]:
     """The `batch@N` stages in day order, from DVC's state."""
-    return days_from_stages(stage_states(root))
+    return days_from_stages(stage_states(root, wait_for_lock=True))
 
 
 def days_from_stages(stages: list[StageState]) -> list[DayState]:
@@ -64,32 +69,53 @@ def read_quality(root: Path, day: DayState) -> dict | None:
     return report
 
 
-def _failure_reason(err: RecsysError) -> str:
-    """The batch stage's own one-line error if DVC relayed it, else DVC's reason."""
-    text = str(err)
-    found = re.search(r"batch: error: (.*)", text)
-    return found[1] if found else text
+def _failure_reason(err: RecsysError, report: dict | None) -> str:
+    """The day's own failed checks when it wrote a report, else DVC's reason."""
+    if report is not None and not report["passed"]:
+        return f"day {report['day']} failed quality: {'; '.join(report['failed_checks'])}"
+    return str(err)
+
+
+@contextlib.contextmanager
+def etl_lock(root: Path) -> Iterator[None]:
+    """One `recsys etl` at a time per repository; a second one waits for the first."""
+    path = root / ".dvc" / "tmp" / "recsys-etl.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("etl: another `recsys etl` runs in this repository; waiting", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the lock goes with the file handle, also when the process dies
 
 
 def run_day(day: int, root: Path = Path(".")) -> dict:
     """Run `dvc repro batch@<day>` (earlier days must be done); return its quality report."""
+    with etl_lock(root):
+        return _run_day_locked(day, root)
+
+
+def _run_day_locked(day: int, root: Path) -> dict:
     days = {d.day: d for d in day_states(root)}
     if day not in days:
         raise RecsysError(f"--day {day}: no stage batch@{day} (days 1..{len(days)})")
     pending = [d for d in range(1, day) if not days[d].done]
     if pending:
         raise RecsysError(f"day {day} needs day {pending[0]} first: run `recsys etl --next`")
+    started = time.perf_counter()
     try:
         run_dvc("--wait-for-lock", "repro", f"batch@{day}", cwd=root)
     except RecsysError as err:
         report = read_quality(root, days[day])
         if report is not None:
             print(render_quality(report))
-        log_event("day_failed", day=day, reason=_failure_reason(err))
-        raise RecsysError(f"day {day}: {_failure_reason(err)}") from None
+        raise RecsysError(_failure_reason(err, report)) from None
     report = read_quality(root, days[day])
     if report is None:
         raise RecsysError(f"day {day}: DVC ran but {days[day].quality_path} is missing")
+    seconds = round(time.perf_counter() - started, 3)  # wall time, DVC included
+    log_event("day_done", day=day, rows=report["rows"], duration_s=seconds)
     return report
 
 

@@ -52,13 +52,17 @@ def _describe(change: dict | str) -> list[str]:
     return lines
 
 
-def stage_states(root: str | Path = ".") -> list[StageState]:
-    """Every stage of the repo's pipeline with its build and staleness state."""
+def stage_states(root: str | Path = ".", wait_for_lock: bool = False) -> list[StageState]:
+    """Every stage of the repo's pipeline with its build and staleness state.
+
+    DVC's repository lock is held while it reads; `wait_for_lock` waits for another DVC
+    process to finish (like `dvc --wait-for-lock`) instead of failing after ~3 s.
+    """
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     try:
-        with Repo(str(root)) as repo:
+        with Repo(str(root), _wait_for_lock=wait_for_lock) as repo:
             status = repo.status()
             stages = list(repo.index.stages)
             return [

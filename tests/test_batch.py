@@ -209,3 +209,28 @@ def test_item_before_its_first_appearance_and_in_batch_order():
     reasons = row_reasons(frame, rules(item_first_seen=pd.Series({3: 55.0})))
     # row 0: item 3 rated at 50 before its first appearance at 55; row 1: user 1 goes back in time
     assert reasons.tolist() == ["before_item_first_seen", "user_time_order", ""]
+
+
+def test_trend_record_and_cutoff_rule(tmp_path: Path):
+    split = make_split(tmp_path)
+    test = pd.read_parquet(split / "test.parquet")
+    cutoff = json.loads((split / "meta.json").read_text())["val"]["last_timestamp"]
+    test.loc[1, "timestamp"] = cutoff - 60  # earlier than the last train/val event
+    write_parquet(split / "test.parquet", test)
+    trend = tmp_path / "out/trend/day_01.json"
+    out = tmp_path / "out"
+    report = run_batch(
+        1,
+        split,
+        out / "d.parquet",
+        out / "q.parquet",
+        out / "q.json",
+        EtlParams(min_quality=0.0),
+        trend=trend,
+    )
+    reasons = pd.read_parquet(out / "q.parquet")[["position", "reason"]]
+    assert reasons.to_dict("records") == [{"position": 1, "reason": "outside_day_window"}]
+    assert json.loads(trend.read_text()) == [
+        {k: report[k] for k in ("day", "completeness", "validity", "uniqueness", "consistency")}
+        | {"rows": 2, "quarantined": 1}
+    ]

@@ -30,6 +30,8 @@ def use_tiny_dataset(repo: Path) -> pd.DataFrame:
     write_canonical(ratings, movies, repo / "data" / "tiny")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["dataset"] = "tiny"
+    params["etl"]["n_days"] = 2  # two daily batch stages instead of 20: a faster repro
+    params["etl"]["days"] = {"1": "01", "2": "02"}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert dvc(repo, "add", "-q", "data").returncode == 0
     git(repo, "add", "-A")
@@ -57,9 +59,10 @@ def test_dvc_repro_builds_the_split_and_is_idempotent(dvc_repo: Path):
     assert report["n_ratings"] == len(ratings)
     assert [(s["name"], s["built"], s["stale"]) for s in report["stages"]] == [
         ("split", True, False),
-        *[(f"batch@{day}", True, False) for day in range(1, 21)],
+        ("batch@1", True, False),
+        ("batch@2", True, False),
     ]
-    assert report["etl"]["days_done"] == 20
+    assert report["etl"]["days_done"] == 2
     assert report["etl"]["records_processed"] == meta["test"]["n_ratings"]
     assert report["etl"]["coverage_pct"] == 100.0
 

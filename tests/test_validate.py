@@ -148,3 +148,25 @@ def test_screen_ratings_keeps_good_rows_and_quarantines_bad_ones():
         {"row": 2, "reason": "duplicate"},
         {"row": 3, "reason": "rating_out_of_scale"},
     ]
+
+
+def test_fetch_source_path_quarantines_bad_rows_with_the_same_rules(tmp_path, capsys):
+    from recsys.data.fetch import fetch
+    from recsys.io import md5_file
+    from tests.test_fetch import grouplens_100k_members, write_zip
+
+    members = grouplens_100k_members()
+    good = members["ml-100k/u.data"]
+    members["ml-100k/u.data"] = good + "9\t1\t7\t881250949\n" + good.splitlines(True)[0]
+    archive = write_zip(tmp_path / "ml-100k.zip", members, "latin-1")
+    result = fetch(source=str(archive), data_dir=tmp_path / "data", md5=md5_file(archive))
+    n_good = good.count("\n")
+    assert result.n_ratings == n_good and result.n_quarantined == 2
+    assert "2 bad rows in" in result.summary()
+    q = pd.read_csv(tmp_path / "data/ml-100k/ratings.quarantine.csv")
+    user, _, rating, _ = (float(x) for x in good.splitlines()[0].split("\t"))
+    assert q[["row", "reason", "user_id", "rating"]].to_dict("records") == [
+        {"row": n_good + 1, "reason": "rating_out_of_scale", "user_id": 9, "rating": 7},
+        {"row": n_good + 2, "reason": "duplicate", "user_id": user, "rating": rating},
+    ]
+    assert "2 ratings rejected" in capsys.readouterr().err
