@@ -36,7 +36,7 @@ from flows.tasks import (
     stage_names,
 )
 from recsys.errors import RecsysError, run_reporting_errors
-from recsys.etl import days_from_stages, next_day, read_quality, render_quality
+from recsys.etl import days_from_stages, etl_lock, next_day, read_quality, render_quality
 from recsys.pipeline import StageState, run_dvc
 from recsys.quality import METRICS
 
@@ -192,7 +192,8 @@ def daily_etl(
 ) -> dict:
     """Run the next unprocessed day (or `day`) through DVC; optionally commit and push."""
     ensure_limit()
-    with concurrency(DAILY_LIMIT, occupy=1, strict=True):
+    # The Prefect limit serialises daily runs anywhere; the repo's etl lock also `recsys etl`.
+    with concurrency(DAILY_LIMIT, occupy=1, strict=True), etl_lock(Path(repo)):
         stages = read_stages(repo)
         pending = pending_day(stages)
         if day is None and pending is None:

@@ -63,7 +63,7 @@ def classified(err: RecsysError) -> RecsysError:
 def read_stages(repo: str) -> list[StageState]:
     """Every stage of the repo's pipeline with DVC's built/stale state."""
     try:
-        return stage_states(repo)
+        return stage_states(repo, wait_for_lock=True)
     except RecsysError as err:
         raise classified(err) from None
 

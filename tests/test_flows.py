@@ -41,20 +41,19 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
         yield
 
 
-def shrink_to_days(repo: Path, n_days: int, **etl) -> None:
-    """Cut the repo's pipeline to `n_days` daily batches (and other etl params); commit."""
+def set_etl_params(repo: Path, **etl) -> None:
+    """Change the repo's `etl` params and commit."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    days = {str(d): f"{d:02d}" for d in range(1, n_days + 1)}
-    params["etl"].update(n_days=n_days, days=days, **etl)
+    params["etl"].update(etl)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git(repo, "commit", "-qam", f"{n_days} days")
+    git(repo, "commit", "-qam", f"etl params {etl}")
 
 
 @pytest.fixture
 def tiny_repo(dvc_repo: Path) -> Path:
     """The project's pipeline on 400 synthetic ratings (test split: 40 rows), 2 days of 20."""
     use_tiny_dataset(dvc_repo)
-    shrink_to_days(dvc_repo, 2)
+    assert yaml.safe_load((dvc_repo / "params.yaml").read_text())["etl"]["n_days"] == 2
     return dvc_repo
 
 
@@ -171,7 +170,7 @@ def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
 @pytest.mark.slow
 def test_failing_quality_gate_fails_the_flow_with_its_reason_and_no_retry(dvc_repo: Path):
     use_tiny_dataset(dvc_repo)  # ratings 1..5 stars
-    shrink_to_days(dvc_repo, 2, rating_max=2.0)  # 3..5 stars are now out of scale
+    set_etl_params(dvc_repo, rating_max=2.0)  # 3..5 stars are now out of scale
     state = daily_etl(repo=str(dvc_repo), return_state=True)
     assert state.is_failed()
     with pytest.raises(

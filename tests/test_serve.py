@@ -17,7 +17,6 @@ import pytest
 
 from flows.serve import DAILY_CRON, DAILY_TIMEZONE
 from tests.conftest import PROJECT_ROOT
-from tests.test_flows import shrink_to_days
 from tests.test_pipeline import use_tiny_dataset
 
 pytestmark = pytest.mark.slow
@@ -68,8 +67,7 @@ def background(cmd: list[str], log: Path, **kwargs):
 
 
 def test_served_daily_deployment_has_its_cron_and_completes(dvc_repo: Path, tmp_path: Path):
-    use_tiny_dataset(dvc_repo)
-    shrink_to_days(dvc_repo, 2)
+    use_tiny_dataset(dvc_repo)  # 2 daily batches
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
