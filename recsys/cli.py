@@ -80,6 +80,26 @@ def _cmd_preset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_ab(args: argparse.Namespace) -> int:
+    import json
+
+    from recsys.abtest.bench import bench_ab
+    from recsys.config import load_params
+
+    sizes = [int(s) for s in args.events.split(",")]
+    result = bench_ab(sizes, load_params(args.params).abtest, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for size in result["sizes"]:
+            print(
+                f"ab: {size['n_events']:,} events, {size['n_users']:,} users: serve "
+                f"{size['serve_seconds']:.2f} s, statistics for {result['n_days']} days "
+                f"{size['statistics_seconds']:.2f} s"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `recsys` argument parser with one sub-command per task."""
     parser = argparse.ArgumentParser(
@@ -158,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=20, help="problem lines to print (default 20)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("bench", help="benchmarks at scale on synthetic data")
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: etl, ab, scan, train (JSON with --json)",
+        description="Speed and memory measured on this machine; medians where repeated.",
+    )
     bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
     b = bench.add_parser(
         "etl",
@@ -182,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", help="preset name, e.g. smoke, default")
     p.set_defaults(func=_cmd_preset)
+
+    p = bench.add_parser(
+        "ab",
+        help="time all days' A/B statistics on fake inputs (ml-100k size and 1M events)",
+        description="Fake batches and prediction files of each size; times serving and every "
+        "day's statistics with the resample counts in params.yaml (abtest).",
+    )
+    p.add_argument("--events", default="10000,1000000", help="comma-separated sizes")
+    p.add_argument("--repeats", type=int, default=1, help="runs per size (median reported)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_bench_ab)
     return parser
 
 

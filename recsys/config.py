@@ -8,7 +8,7 @@ DVC's back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -78,12 +78,73 @@ class EtlParams(Section):
         return self
 
 
+AB_METRICS = ("sq_err", "abs_err", "hit@10", "ndcg@10", "rr@10")  # per-event outcomes
+
+
+class BusinessAssumptions(Section):
+    """ASSUMPTIONS, not measurements: turn the hit@10 uplift into a value projection."""
+
+    value_per_success: float = Field(default=0.05, ge=0)  # currency per hit@10 (a good rec)
+    users_per_day: int = Field(default=10_000, ge=1)  # users shown recommendations per day
+    recommendations_per_user: float = Field(default=5.0, gt=0)  # lists served per user per day
+
+
+class AbtestDay(Section):
+    """One `abtest@<day>` stage of the DVC foreach: its padded number and chained dependency."""
+
+    nn: str
+    prev: str
+
+
+def abtest_days(n_days: int = 20) -> dict[str, AbtestDay]:
+    """The foreach items: day N chains on day N-1's result (day 1 on its own batch)."""
+    days = {"1": AbtestDay(nn="01", prev="batches/day_01.parquet")}
+    for day in range(2, n_days + 1):
+        days[str(day)] = AbtestDay(nn=f"{day:02d}", prev=f"metrics/abtest/day_{day - 1:02d}.json")
+    return days
+
+
+class AbtestParams(Section):
+    """A/B comparison of model_b (treatment) against model_a (control), day by day."""
+
+    model_a: str = "ncf"
+    model_b: str = "ss4rec"
+    metrics: list[str] = list(AB_METRICS)
+    primary_metric: str = "ndcg@10"
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    n_days: int = Field(default=20, ge=1)
+    n_bootstrap: int = Field(default=2000, ge=100)
+    n_permutations: int = Field(default=2000, ge=100)
+    seed: int = 0
+    salt: str = "abtest-2026"  # user -> arm hash salt; a new salt is a new randomisation
+    share_b: float = Field(default=0.5, gt=0, lt=1)  # designed share of users in arm B
+    spending: Literal["power", "obf"] = "power"  # alpha spending: α·t^ρ or Lan-DeMets OBF
+    rho: float = Field(default=3.0, gt=0)  # exponent of the power spending function
+    decision_design: Literal["paired", "randomised"] = "paired"
+    business: BusinessAssumptions = BusinessAssumptions()
+    # DVC foreach items (dvc.yaml cannot list "batches 1..N" per stage, so each day depends on
+    # the previous day's result, which records every batch's md5): must match abtest_days()
+    days: dict[str, AbtestDay] = Field(default_factory=abtest_days)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> AbtestParams:
+        unknown = [m for m in self.metrics if m not in AB_METRICS]
+        if unknown or not self.metrics:
+            raise ValueError(f"metrics must be a non-empty subset of {list(AB_METRICS)}")
+        if self.primary_metric not in self.metrics:
+            raise ValueError("primary_metric must be one of metrics")
+        if self.days != abtest_days(self.n_days):
+            raise ValueError("days must list 1..n_days, each chained on the day before")
+        return self
+
+
 class Params(Section):
     """All of params.yaml."""
 
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     etl: EtlParams = EtlParams()
+    abtest: AbtestParams = AbtestParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:

@@ -1,0 +1,11 @@
+"""A/B comparison of two recommenders over the daily batches, honest under repeated looks.
+
+- `stats`: fixed-sample statistics on per-user arrays (paired t, BCa bootstrap, sign-flip
+  permutation, Welch, delta-method lift, SRM, Holm/BH, CUPED); pure, no I/O.
+- `sequential`: group-sequential alpha spending, boundaries, repeated p-values and CIs.
+- `outcomes`: serving day N (joining batches with prediction files), per-event and per-user
+  outcomes, the salted-hash arm assignment, the CUPED pre-period.
+- `analysis`: one look's analysis of both designs and every metric.
+- `stage` (`python -m recsys.abtest`): the abtest@N DVC stage; `bench`: `recsys bench ab`;
+  `fake`: realistic fake inputs for tests and benchmarks.
+"""
