@@ -64,11 +64,23 @@ def pending_day(stages: list[StageState]) -> int | None:
     )
 
 
-def day_plan(day: int, stages: list[StageState]) -> tuple[list[str], list[str]]:
-    """The day's stages in order, split into (defined in dvc.yaml, not defined)."""
-    wanted = [f"batch@{day}", f"abtest@{day}", "report"]
+def day_plan(day: int, stages: list[StageState]) -> tuple[list[str], dict[str, str]]:
+    """The day's stages to run in order, and those skipped with the reason why.
+
+    `report` reads every day's A/B result (it depends on all of metrics/abtest), so it runs
+    with the last day; `dvc repro report` on an earlier day would run every later day too.
+    """
     names = stage_names(stages)
-    return [s for s in wanted if s in names], [s for s in wanted if s not in names]
+    last_day = max(d.day for d in days_from_stages(stages))
+    run, skipped = [], {}
+    for stage in [f"batch@{day}", f"abtest@{day}", "report"]:
+        if stage not in names:
+            skipped[stage] = "not defined in dvc.yaml"
+        elif stage == "report" and day < last_day:
+            skipped[stage] = f"summarises all {last_day} days: runs with day {last_day}"
+        else:
+            run.append(stage)
+    return run, skipped
 
 
 @task
@@ -166,10 +178,10 @@ def dvc_push(repo: str) -> None:
 
 
 def run_day_stages(repo: str, day: int, stages: list[StageState]) -> dict:
-    """Batch (with its quality gate), A/B and report for `day`; skip stages dvc.yaml lacks."""
-    defined, missing = day_plan(day, stages)
-    if missing:
-        log_event("stages_skipped", day=day, stages=missing, reason="not defined in dvc.yaml")
+    """Batch (with its quality gate), A/B and report for `day` (see day_plan for skips)."""
+    defined, skipped = day_plan(day, stages)
+    for stage, reason in skipped.items():
+        log_event("stage_skipped", day=day, stage=stage, reason=reason)
     batch = repro(repo, f"batch@{day}", return_state=True)
     quality = quality_gate(repo, day, stages)  # raises with the gate's reason
     results = [batch.result()]  # raises a failure that was not the quality gate
@@ -180,7 +192,7 @@ def run_day_stages(repo: str, day: int, stages: list[StageState]) -> dict:
     return {
         "day": day,
         "stages": results,
-        "skipped": missing,
+        "skipped": skipped,
         "quality_passed": quality["passed"],
         "verdict": verdict,
     }

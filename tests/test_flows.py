@@ -5,18 +5,23 @@ One `prefect_test_harness` (a temporary SQLite API server) serves the whole modu
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from uuid import UUID
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from flows.ab_test import ab_test
 from flows.daily_etl import daily_etl, day_plan, pending_day, verdict_markdown
 from flows.experiments import comparison_rows, experiments, set_params_args
 from flows.tasks import FAIL_ONCE_ENV, QualityGateFailed
 from flows.training import metrics_row, training
 from recsys.errors import RecsysError
+from recsys.io import write_parquet
 from recsys.pipeline import StageState
 from tests.conftest import PROJECT_ROOT, dvc, git
 from tests.test_pipeline import use_tiny_dataset
@@ -49,12 +54,47 @@ def set_etl_params(repo: Path, **etl) -> None:
     git(repo, "commit", "-qam", f"etl params {etl}")
 
 
+def stand_in_predictions(repo: Path) -> None:
+    """Both models' per-event test predictions as DVC-tracked files (seeded, deterministic).
+
+    They stand in for the evaluate@<model> outputs the A/B stages read, so the daily flow's
+    `abtest@N` and `report` run for real without training; train/evaluate stages are dropped
+    from this repo's dvc.yaml, as their outputs are these tracked files.
+    """
+    assert dvc(repo, "repro", "split").returncode == 0
+    test = pd.read_parquet(repo / "artifacts/split/test.parquet")
+    rng = np.random.default_rng(0)
+    for model, noise in (("ncf", 1.0), ("ss4rec", 0.5)):
+        preds = test[["user_id", "item_id", "timestamp", "rating"]].assign(
+            pred_rating=np.clip(test["rating"] + rng.normal(0, noise, len(test)), 1, 5),
+            rank=rng.integers(1, 41, len(test)),
+        )
+        write_parquet(repo / f"artifacts/predictions/{model}.parquet", preds)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for name in ("train", "evaluate"):
+        pipeline["stages"].pop(name, None)
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    assert dvc(repo, "add", "-q", "artifacts/predictions").returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "split; stand-in predictions")
+
+
+def prepare_tiny_repo(repo: Path) -> Path:
+    """The project's pipeline on 400 synthetic ratings (test split: 40 rows), 2 days of 20."""
+    use_tiny_dataset(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["etl"]["n_days"] == 2
+    if "abtest" in PIPELINE:  # its days follow the 2 batches
+        params["abtest"].update(n_days=2, days=dict(list(params["abtest"]["days"].items())[:2]))
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        stand_in_predictions(repo)
+    return repo
+
+
 @pytest.fixture
 def tiny_repo(dvc_repo: Path) -> Path:
-    """The project's pipeline on 400 synthetic ratings (test split: 40 rows), 2 days of 20."""
-    use_tiny_dataset(dvc_repo)
-    assert yaml.safe_load((dvc_repo / "params.yaml").read_text())["etl"]["n_days"] == 2
-    return dvc_repo
+    """A tiny-data repo where every daily stage can run (see prepare_tiny_repo)."""
+    return prepare_tiny_repo(dvc_repo)
 
 
 def task_runs(state) -> dict[str, object]:
@@ -109,8 +149,12 @@ def test_pending_day_is_first_day_with_a_stage_not_up_to_date():
     assert pending_day([stage("split"), stage("batch@1"), stage("batch@2")]) is None
 
 
-def test_day_plan_skips_stages_dvc_yaml_lacks():
-    assert day_plan(2, [stage("batch@2"), stage("report")]) == (["batch@2", "report"], ["abtest@2"])
+def test_day_plan_skips_stages_dvc_yaml_lacks_and_reports_with_the_last_day():
+    stages = [stage("batch@1"), stage("batch@2"), stage("report")]
+    assert day_plan(2, stages) == (["batch@2", "report"], {"abtest@2": "not defined in dvc.yaml"})
+    run, skipped = day_plan(1, [*stages, stage("abtest@1")])
+    assert run == ["batch@1", "abtest@1"]
+    assert skipped == {"report": "summarises all 2 days: runs with day 2"}
 
 
 def test_verdict_markdown_reads_the_decision_sentence():
@@ -149,22 +193,35 @@ def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
     state = daily_etl(repo=str(tiny_repo), commit=True, return_state=True)
     first = state.result()
     assert (first["day"], first["quality_passed"], first["committed"]) == (1, True, True)
-    assert first["skipped"] == [
-        s for s in ("abtest@1", "report") if s.split("@")[0] not in PIPELINE
-    ]
+    assert [s["stage"] for s in first["stages"]] == ["batch@1", "abtest@1"]
+    assert list(first["skipped"]) == ["report"]  # it needs every day: runs with day 2
     found = artifacts(state)
-    assert {"quality-day-01", "dvc-metrics-daily"} <= set(found)
+    assert {"quality-day-01", "ab-verdict-day-01", "dvc-metrics-daily"} <= set(found)
     assert "completeness" in str(found["quality-day-01"].data)
+    ab_doc = json.loads((tiny_repo / "metrics/abtest/day_01.json").read_text())
+    assert ab_doc["decision"]["sentence"] in found["ab-verdict-day-01"].data
+    assert first["verdict"] == ab_doc["decision"]["sentence"]
     assert "metrics/quality/day_01.json" in found["dvc-metrics-daily"].data
     assert git(tiny_repo, "log", "-1", "--format=%s").strip() == "daily-etl: day 1"
     assert git(tiny_repo, "status", "--porcelain", "dvc.lock", "metrics").strip() == ""
+    assert not (tiny_repo / "batches/day_02.parquet").exists()  # nothing of day 2 yet
 
     again = daily_etl(repo=str(tiny_repo), day=1)  # a duplicate of day 1: DVC skips it
-    assert again["stages"][0] == {**again["stages"][0], "stage": "batch@1", "ran": False}
-    assert daily_etl(repo=str(tiny_repo))["day"] == 2
+    assert [(s["stage"], s["ran"]) for s in again["stages"]] == [
+        ("batch@1", False),
+        ("abtest@1", False),
+    ]
+    second = daily_etl(repo=str(tiny_repo))
+    assert [(s["stage"], s["ran"]) for s in second["stages"]] == [
+        ("batch@2", True),
+        ("abtest@2", True),
+        ("report", True),
+    ]
+    assert (tiny_repo / "metrics/summary.json").is_file()
     done = daily_etl(repo=str(tiny_repo))
     assert done == {"day": None, "message": "all 2 days are up to date; nothing to do"}
-    assert dvc(tiny_repo, "status", "batch@1", "batch@2").stdout.strip().endswith("up to date.")
+    status = dvc(tiny_repo, "status", "--json")
+    assert json.loads(status.stdout) == {}
 
 
 @pytest.mark.slow
@@ -225,3 +282,17 @@ def test_training_names_the_stage_dvc_yaml_lacks(dvc_repo: Path):
     state = training(repo=str(dvc_repo), models=["nosuchmodel"], return_state=True)
     with pytest.raises(RecsysError, match=r"dvc\.yaml defines no stage train@nosuchmodel"):
         state.result()
+
+
+@pytest.mark.slow
+def test_ab_test_flow_for_a_day_then_cumulative(tiny_repo: Path):
+    state = ab_test(repo=str(tiny_repo), day=1, return_state=True)
+    day_doc = json.loads((tiny_repo / "metrics/abtest/day_01.json").read_text())
+    assert day_doc["decision"]["sentence"] in state.result()
+    assert "ab-verdict-day-01" in artifacts(state)
+    assert not (tiny_repo / "metrics/abtest/day_02.json").exists()  # only what day 1 needs
+
+    state = ab_test(repo=str(tiny_repo), return_state=True)
+    summary = json.loads((tiny_repo / "metrics/summary.json").read_text())
+    assert summary["decision"]["sentence"] in state.result()
+    assert "ab-verdict-cumulative" in artifacts(state)

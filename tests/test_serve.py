@@ -17,7 +17,7 @@ import pytest
 
 from flows.serve import DAILY_CRON, DAILY_TIMEZONE
 from tests.conftest import PROJECT_ROOT
-from tests.test_pipeline import use_tiny_dataset
+from tests.test_flows import prepare_tiny_repo
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def background(cmd: list[str], log: Path, **kwargs):
 
 
 def test_served_daily_deployment_has_its_cron_and_completes(dvc_repo: Path, tmp_path: Path):
-    use_tiny_dataset(dvc_repo)  # 2 daily batches
+    prepare_tiny_repo(dvc_repo)  # 2 daily batches
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
