@@ -150,19 +150,22 @@ def publish_day(repo: str, day: int, ran: list[str]) -> str | None:
     return sentence
 
 
+def _git(repo: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+
+
 @task(retries=2, retry_delay_seconds=RETRY_DELAYS_S[:2], retry_condition_fn=retry_if_transient)
 def commit_day(repo: str, day: int) -> bool:
     """Commit dvc.lock, DVC's .gitignore files and git-tracked metrics; False if no change."""
     pathspecs = ["dvc.lock", ":(glob)**/.gitignore"] + (
         ["metrics"] if (Path(repo) / "metrics").is_dir() else []
     )
-    run = lambda *args: subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)  # noqa: E731
-    added = run("add", "--", *pathspecs)
+    added = _git(repo, "add", "--", *pathspecs)
     if added.returncode != 0:
         raise RecsysError(f"git add failed: {added.stderr.strip()}")
-    if run("diff", "--cached", "--quiet").returncode == 0:
+    if _git(repo, "diff", "--cached", "--quiet").returncode == 0:
         return False
-    done = run("commit", "-q", "-m", f"daily-etl: day {day}")
+    done = _git(repo, "commit", "-q", "-m", f"daily-etl: day {day}")
     if done.returncode != 0:
         raise TransientError(f"git commit failed: {done.stderr.strip()}")
     return True

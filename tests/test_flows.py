@@ -20,13 +20,14 @@ from flows.daily_etl import daily_etl, day_plan, pending_day, verdict_markdown
 from flows.experiments import comparison_rows, experiments, set_params_args
 from flows.tasks import FAIL_ONCE_ENV, QualityGateFailed
 from flows.training import metrics_row, training
+from recsys.config import merge_into
 from recsys.errors import RecsysError
 from recsys.io import write_parquet
 from recsys.pipeline import StageState
 from tests.conftest import PROJECT_ROOT, dvc, git
 from tests.test_pipeline import use_tiny_dataset
 
-pytestmark = pytest.mark.usefixtures("prefect_api")
+uses_prefect = pytest.mark.usefixtures("prefect_api")  # flow runs need the API; unit tests not
 PIPELINE = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 
 
@@ -188,6 +189,7 @@ def test_grid_arguments_and_comparison_columns():
 # ---------------------------------------------------------------- end to end, real DVC repo
 
 
+@uses_prefect
 @pytest.mark.slow
 def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
     state = daily_etl(repo=str(tiny_repo), commit=True, return_state=True)
@@ -211,7 +213,15 @@ def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
         ("batch@1", False),
         ("abtest@1", False),
     ]
-    second = daily_etl(repo=str(tiny_repo))
+    remote = tiny_repo.parent / "dvc-remote"
+    assert dvc(tiny_repo, "remote", "add", "-d", "local", str(remote)).returncode == 0
+    second = daily_etl(repo=str(tiny_repo), commit=True, push=True)
+    assert (
+        second["committed"] and git(tiny_repo, "log", "-1", "--format=%s") == "daily-etl: day 2\n"
+    )
+    pushed = dvc(tiny_repo, "status", "--cloud", "--json")  # local cache vs remote
+    assert pushed.returncode == 0 and json.loads(pushed.stdout) == {}, pushed.stdout
+    assert any(remote.rglob("*"))
     assert [(s["stage"], s["ran"]) for s in second["stages"]] == [
         ("batch@2", True),
         ("abtest@2", True),
@@ -224,6 +234,7 @@ def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
     assert json.loads(status.stdout) == {}
 
 
+@uses_prefect
 @pytest.mark.slow
 def test_failing_quality_gate_fails_the_flow_with_its_reason_and_no_retry(dvc_repo: Path):
     use_tiny_dataset(dvc_repo)  # ratings 1..5 stars
@@ -240,6 +251,7 @@ def test_failing_quality_gate_fails_the_flow_with_its_reason_and_no_retry(dvc_re
     assert not (dvc_repo / "batches/day_01.parquet").exists()
 
 
+@uses_prefect
 @pytest.mark.slow
 def test_a_task_recovers_from_a_transient_failure_by_retrying(
     tiny_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -253,6 +265,7 @@ def test_a_task_recovers_from_a_transient_failure_by_retrying(
     assert task_runs(state)["dvc repro batch@1"].run_count == 2  # failed once, retried once
 
 
+@uses_prefect
 @pytest.mark.slow
 def test_two_concurrent_daily_runs_process_distinct_days(tiny_repo: Path):
     results: list[dict] = []
@@ -268,6 +281,7 @@ def test_two_concurrent_daily_runs_process_distinct_days(tiny_repo: Path):
     assert all(r["stages"][0]["ran"] for r in results)  # each day processed exactly once
 
 
+@uses_prefect
 @pytest.mark.slow
 def test_experiments_queue_a_grid_and_compare(tiny_repo: Path):
     rows = experiments(
@@ -278,12 +292,14 @@ def test_experiments_queue_a_grid_and_compare(tiny_repo: Path):
     assert len({row["rev"] for row in rows}) == 2
 
 
+@uses_prefect
 def test_training_names_the_stage_dvc_yaml_lacks(dvc_repo: Path):
     state = training(repo=str(dvc_repo), models=["nosuchmodel"], return_state=True)
     with pytest.raises(RecsysError, match=r"dvc\.yaml defines no stage train@nosuchmodel"):
         state.result()
 
 
+@uses_prefect
 @pytest.mark.slow
 def test_ab_test_flow_for_a_day_then_cumulative(tiny_repo: Path):
     state = ab_test(repo=str(tiny_repo), day=1, return_state=True)
@@ -296,3 +312,28 @@ def test_ab_test_flow_for_a_day_then_cumulative(tiny_repo: Path):
     summary = json.loads((tiny_repo / "metrics/summary.json").read_text())
     assert summary["decision"]["sentence"] in state.result()
     assert "ab-verdict-cumulative" in artifacts(state)
+
+
+@uses_prefect
+@uses_prefect
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not {"train", "evaluate"} <= set(PIPELINE), reason="train@/evaluate@ are not in dvc.yaml yet"
+)
+def test_training_flow_trains_evaluates_and_tables_the_metrics(dvc_repo: Path):
+    use_tiny_dataset(dvc_repo)
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    smoke = yaml.safe_load((PROJECT_ROOT / "configs/smoke.yaml").read_text())
+    merge_into(params, {k: v for k, v in smoke.items() if k != "data"})  # CI-size models
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(dvc_repo, "commit", "-qam", "smoke-size models")
+
+    state = training(repo=str(dvc_repo), models=["ncf"], return_state=True)
+    report = json.loads((dvc_repo / "metrics/eval/ncf.json").read_text())
+    rows = state.result()
+    assert rows == [metrics_row("ncf", report)]
+    assert rows[0]["test/rmse"] == round(report["test"]["rmse"], 4)
+    assert artifacts(state)["training-metrics"].data  # the same rows, as the UI shows them
+    model_written = (dvc_repo / "models/ncf.pt").stat().st_mtime_ns
+    assert training(repo=str(dvc_repo), models=["ncf"]) == rows
+    assert (dvc_repo / "models/ncf.pt").stat().st_mtime_ns == model_written  # DVC skipped it
