@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -97,6 +98,87 @@ def _cmd_bench_ab(args: argparse.Namespace) -> int:
                 f"{size['serve_seconds']:.2f} s, statistics for {result['n_days']} days "
                 f"{size['statistics_seconds']:.2f} s"
             )
+    return 0
+
+
+def _cmd_bench_scan(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from recsys.bench import render_table, scan_benchmark
+
+    with tqdm(desc="bench scan", unit="case", file=sys.stderr, leave=False) as bar:
+
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        records = scan_benchmark(
+            batch=args.batch,
+            lengths=tuple(args.lengths),
+            repeats=args.repeats,
+            reference_repeats=args.reference_repeats,
+            reference_max_length=args.reference_max_length,
+            progress=progress,
+        )
+    print(json.dumps(records, indent=2) if args.json else render_table(records))
+    return 0
+
+
+def _add_bench_scan(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser(
+        "scan",
+        help="forward+backward time and peak memory of the selective and time-aware scans",
+        description="Times our scans, the sequential reference and the public CPU peers "
+        "(mambapy's pscan, s5-pytorch's S5; `pip install .[bench]`) at SS4Rec's shapes "
+        "(d_model 64, expand 2, d_state 32). Each case runs in a fresh subprocess: fwd_bwd_ms is "
+        "the median of --repeats passes, peak_mb the rise of the process's peak RSS during the "
+        "first pass.",
+    )
+    p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    p.add_argument("--batch", type=int, default=256, help="batch size B (default 256)")
+    p.add_argument("--lengths", type=int, nargs="+", default=[50, 200], help="L (default 50 200)")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes per case (default 5)")
+    p.add_argument("--reference-repeats", type=int, default=1, help="for the slow reference")
+    p.add_argument(
+        "--reference-max-length",
+        type=int,
+        default=50,
+        help="skip the sequential reference above this L (default 50; it is slow and large)",
+    )
+    p.set_defaults(func=_cmd_bench_scan)
+
+
+def _print_table(results: dict[str, dict], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+        return
+    for model, row in results.items():
+        cells = ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+        )
+        print(f"{model}: {cells}")
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from recsys.benchmark import run_loo
+    from recsys.config import load_params
+    from recsys.data.canonical import read_ratings
+
+    params = load_params()
+    ratings_path = args.ratings or Path("data") / params.data.dataset / "ratings.csv"
+    _print_table(run_loo(read_ratings(ratings_path), args.models, params), args.json)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from recsys.batches import load_split
+    from recsys.benchmark import bench_train
+    from recsys.config import load_params
+
+    results = bench_train(load_split(args.split), args.models, load_params(), args.epochs)
+    _print_table(results, args.json)
     return 0
 
 
@@ -218,7 +300,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_bench_ab)
+    _add_bench_scan(bench)
+    _add_benchmarks(sub, bench)
     return parser
+
+
+def _add_benchmarks(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="train and score models under the literature's leave-one-out protocol",
+        description="Leave-one-out per user, RecBole's sequential convention: each user's "
+        "last event (time order, ties by item id) is test, the second-to-last val, the rest "
+        "train; history is every event before the target in that order; full ranking over "
+        "all items; HR/NDCG/MRR@10, comparable with papers (not with the pipeline's temporal "
+        "split). Trains with params.yaml's sections. Prints {model: {hr@10, ndcg@10, mrr@10}}.",
+    )
+    p.add_argument("--protocol", choices=["loo"], default="loo", help="only loo for now")
+    p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
+    p.add_argument(
+        "--ratings", type=Path, default=None, help="default: data/<data.dataset>/ratings.csv"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_benchmark)
+
+    p = bench.add_parser(
+        "train",
+        help="training throughput (samples/s) of each model on the current split",
+        description="Time whole training epochs of each model on the current "
+        "split with params.yaml's settings. A sample is one training target event: a rating "
+        "for query models (NCF), a next-event position with a real target for sequence "
+        "models (SS4Rec: every training event but each user's first); padding is not counted. "
+        "Prints {model: {samples_per_s, epoch_s, L, batch_size}} (median over --epochs).",
+    )
+    p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
+    p.add_argument("--split", type=Path, default=Path("artifacts/split"))
+    p.add_argument("--epochs", type=int, default=1, help="timed epochs per model (median)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_bench)
 
 
 def main(argv: list[str] | None = None) -> int:

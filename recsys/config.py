@@ -50,7 +50,7 @@ class SplitParams(Section):
         return self
 
 
-def _day_names(n_days: int) -> dict[str, str]:
+def etl_days(n_days: int) -> dict[str, str]:
     """Stage key -> zero-padded file name part: {"1": "01", ..., "20": "20"}."""
     return {str(day): f"{day:02d}" for day in range(1, n_days + 1)}
 
@@ -61,7 +61,7 @@ class EtlParams(Section):
     n_days: int = Field(default=20, ge=1, le=99)
     # DVC `foreach` source: stage batch@<day> writes batches/day_<NN>.parquet
     # (string keys: DVC drops integer keys of a foreach mapping)
-    days: dict[str, str] = _day_names(20)
+    days: dict[str, str] = etl_days(20)
     # every quality metric (completeness, validity, uniqueness, consistency) must reach this
     min_quality: float = Field(default=0.95, ge=0, le=1)
     # the release's rating scale: valid ratings are min, min + step, ..., max
@@ -71,7 +71,7 @@ class EtlParams(Section):
 
     @model_validator(mode="after")
     def _days_match_n_days(self) -> EtlParams:
-        if self.days != _day_names(self.n_days):
+        if self.days != etl_days(self.n_days):
             raise ValueError(f"days must map '1'..'{self.n_days}' to '01'..: one per day")
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")
@@ -138,6 +138,73 @@ class AbtestParams(Section):
         return self
 
 
+class TrainParams(Section):
+    """What every model's training and evaluation share; model hyper-parameters (lr,
+    batch_size, epochs, dims) live in the model's own section."""
+
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    amp: bool = False  # bf16 autocast on CUDA; a no-op (with a note) on CPU
+    compile: bool = False  # torch.compile of the loss on CUDA; a no-op (with a note) on CPU
+    num_threads: int = Field(default=1, ge=0)  # torch CPU threads; 0 = torch's default
+    patience: int = Field(default=3, ge=1)  # epochs without improvement before stopping
+    early_stop_metric: str = Field(
+        default="val/ndcg@10", pattern=r"^val/(rmse|mae|hr@10|ndcg@10|mrr@10)$"
+    )
+    early_stop_mode: Literal["max", "min"] = "max"
+    max_grad_norm: float = Field(default=0.0, ge=0)  # gradient clipping; 0 = off (norm is logged)
+    max_len: int = Field(default=50, ge=1)  # history length of queries, unless the model sets one
+    eval_batch_size: int = Field(default=1024, ge=1)
+
+
+class BiasParams(Section):
+    """User + item bias baseline: ridge-regularised biases by alternating updates."""
+
+    reg_user: float = Field(default=10.0, ge=0)
+    reg_item: float = Field(default=2.0, ge=0)
+    iterations: int = Field(default=10, ge=1)
+
+
+class MeanParams(Section):
+    """Global-mean baseline: nothing to set."""
+
+
+class NCFParams(Section):
+    """NeuMF (He et al. 2017): GMF and MLP towers fused; a rating head and a ranking head."""
+
+    gmf_dim: int = Field(default=32, ge=1)  # GMF user/item embedding size
+    mlp_dim: int = Field(default=32, ge=1)  # MLP tower user/item embedding size
+    mlp_layers: list[int] = Field(default=[64, 32, 16], min_length=1)  # hidden widths
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    rank_weight: float = Field(default=0.5, ge=0)  # weight of the ranking (BCE) loss
+    n_negatives: int = Field(default=4, ge=1)  # sampled negatives per positive (ranking head)
+    unknown_prob: float = Field(default=0.05, ge=0, lt=1)  # ids replaced by 0 in training
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=1024, ge=1)
+    epochs: int = Field(default=10, ge=1)
+
+
+class SS4RecParams(Section):
+    """SS4Rec (arXiv:2502.08132); defaults follow the official code except where noted."""
+
+    d_model: int = Field(default=64, ge=2)  # hidden size
+    n_layers: int = Field(default=2, ge=1)  # SSBlocks
+    d_state: int = Field(default=32, ge=2, multiple_of=2)  # S5 and Mamba state size
+    d_conv: int = Field(default=4, ge=1)  # Mamba causal conv width
+    expand: int = Field(default=2, ge=1)  # Mamba inner width = expand * d_model
+    dt_min: float = Field(default=0.001, gt=0)  # initial step range (S5 and Mamba)
+    dt_max: float = Field(default=0.1, gt=0)
+    gap_unit_days: float = Field(default=1 / 24, gt=0)  # time gaps are log1p(days / unit)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    rating_weight: float = Field(default=1.0, ge=0)  # loss = next-item CE + w * rating MSE
+    max_len: int = Field(default=50, ge=1)  # training window / history length (200: ml-1m)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=256, ge=1)  # windows of max_len events per step
+    epochs: int = Field(default=15, ge=1)
+
+
 class Params(Section):
     """All of params.yaml."""
 
@@ -145,6 +212,10 @@ class Params(Section):
     split: SplitParams = SplitParams()
     etl: EtlParams = EtlParams()
     abtest: AbtestParams = AbtestParams()
+    train: TrainParams = TrainParams()
+    bias: BiasParams = BiasParams()
+    ncf: NCFParams = NCFParams()
+    ss4rec: SS4RecParams = SS4RecParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:

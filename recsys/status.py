@@ -22,7 +22,7 @@ class EtlStatus(BaseModel):
     records_quarantined: int
     coverage_pct: float | None  # records processed / test rows, None before the split
     next_day: int | None
-    last_day: int | None  # the highest day with a quality report (done or failed)
+    last_day: int | None  # the last day done, or the next one if its quality gate failed
     last_quality: dict | None  # that day's scores and verdict
 
 
@@ -55,6 +55,18 @@ def next_step(n_ratings: int | None, dataset: str, stages: list[StageState]) -> 
     return "nothing: the pipeline is up to date"
 
 
+def last_processed_day(days: list, reports: dict[int, dict | None]) -> int | None:
+    """The highest day DVC reports done, or the day after it when that day's gate failed."""
+    from recsys.etl import next_day
+
+    last = max((d.day for d in days if d.done and reports[d.day]), default=None)
+    upcoming = next_day(days)
+    report = reports.get(upcoming) if upcoming else None
+    if report and not report["passed"]:
+        return upcoming
+    return last
+
+
 def etl_status(root: Path, stages: list[StageState], split: dict | None) -> EtlStatus | None:
     """Days done (DVC's state), records and coverage from their quality reports."""
     from recsys.etl import days_from_stages, next_day, read_quality
@@ -66,7 +78,7 @@ def etl_status(root: Path, stages: list[StageState], split: dict | None) -> EtlS
     done = [reports[d.day] for d in days if d.done and reports[d.day]]
     processed = sum(r["rows"] for r in done)
     test_rows = split["test"]["n_ratings"] if split else None
-    last_day = max((day for day, r in reports.items() if r), default=None)
+    last_day = last_processed_day(days, reports)
     last = reports[last_day] if last_day else None
     return EtlStatus(
         days_done=sum(d.done for d in days),

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from recsys.config import abtest_days, etl_days
 from recsys.data.canonical import write_canonical
 from tests.conftest import dvc, git, tiny_ratings
 
@@ -23,6 +24,13 @@ def recsys_cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def shrink_days(params: dict, n_days: int) -> None:
+    """Release the test split in `n_days` days instead of 20 (ETL and A/B stages alike)."""
+    params["etl"]["n_days"] = params["abtest"]["n_days"] = n_days
+    params["etl"]["days"] = etl_days(n_days)
+    params["abtest"]["days"] = {k: v.model_dump() for k, v in abtest_days(n_days).items()}
+
+
 def use_tiny_dataset(repo: Path) -> pd.DataFrame:
     """Write a tiny canonical dataset, track data/ with DVC, point params at it, commit."""
     ratings = tiny_ratings(n_users=40, per_user=10)
@@ -30,8 +38,7 @@ def use_tiny_dataset(repo: Path) -> pd.DataFrame:
     write_canonical(ratings, movies, repo / "data" / "tiny")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["dataset"] = "tiny"
-    params["etl"]["n_days"] = 2  # two daily batch stages instead of 20: a faster repro
-    params["etl"]["days"] = {"1": "01", "2": "02"}
+    shrink_days(params, 2)  # two daily stages instead of 20: a faster repro
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert dvc(repo, "add", "-q", "data").returncode == 0
     git(repo, "add", "-A")
@@ -42,34 +49,28 @@ def use_tiny_dataset(repo: Path) -> pd.DataFrame:
 def test_dvc_repro_builds_the_split_and_is_idempotent(dvc_repo: Path):
     ratings = use_tiny_dataset(dvc_repo)
 
-    repro = dvc(dvc_repo, "repro")
+    repro = dvc(dvc_repo, "repro", "split")  # training stages have tests of their own
     assert repro.returncode == 0, repro.stderr
     meta = json.loads((dvc_repo / "artifacts/split/meta.json").read_text())
     assert sum(meta[k]["n_ratings"] for k in ("train", "val", "test")) == len(ratings)
     assert meta["test"]["n_ratings"] == round(len(ratings) * 0.1)
     lock = (dvc_repo / "dvc.lock").read_bytes()
 
-    status = dvc(dvc_repo, "status", "--json")
-    assert json.loads(status.stdout) == {}  # data.dvc and every stage up to date
-    again = dvc(dvc_repo, "repro")
+    status = dvc(dvc_repo, "status", "split", "--json")
+    assert json.loads(status.stdout) == {}  # data.dvc and the split up to date
+    again = dvc(dvc_repo, "repro", "split")
     assert "didn't change, skipping" in again.stdout
     assert (dvc_repo / "dvc.lock").read_bytes() == lock
 
     report = json.loads(recsys_cli(dvc_repo, "status", "--json").stdout)
     assert report["n_ratings"] == len(ratings)
-    assert [(s["name"], s["built"], s["stale"]) for s in report["stages"]] == [
-        ("split", True, False),
-        ("batch@1", True, False),
-        ("batch@2", True, False),
-    ]
-    assert report["etl"]["days_done"] == 2
-    assert report["etl"]["records_processed"] == meta["test"]["n_ratings"]
-    assert report["etl"]["coverage_pct"] == 100.0
+    split = report["stages"][0]
+    assert (split["name"], split["built"], split["stale"]) == ("split", True, False)
 
 
 def test_changed_param_makes_split_stale_and_repro_gives_same_bytes_back(dvc_repo: Path):
     use_tiny_dataset(dvc_repo)
-    assert dvc(dvc_repo, "repro").returncode == 0
+    assert dvc(dvc_repo, "repro", "split").returncode == 0
     git(dvc_repo, "add", "-A")
     git(dvc_repo, "commit", "-q", "-m", "built")
     first = (dvc_repo / "dvc.lock").read_text()
@@ -82,6 +83,39 @@ def test_changed_param_makes_split_stale_and_repro_gives_same_bytes_back(dvc_rep
     assert report["stages"][0]["changes"] == ["changed deps: params.yaml: split.test_frac modified"]
 
     git(dvc_repo, "checkout", "-q", "--", "params.yaml")
-    assert dvc(dvc_repo, "repro").returncode == 0
+    assert dvc(dvc_repo, "repro", "split").returncode == 0
     assert (dvc_repo / "dvc.lock").read_text() == first
+    assert git(dvc_repo, "status", "--porcelain") == ""
+
+
+def test_whole_pipeline_with_the_smoke_preset(dvc_repo: Path):
+    """fetch-less `dvc repro` of every stage on synthetic data, as `make demo` does on ml-100k."""
+    assert recsys_cli(dvc_repo, "preset", "smoke").returncode == 0
+    synth = recsys_cli(dvc_repo, "synth", "--rows", "3000", "--out", "data/synth")
+    assert synth.returncode == 0, synth.stderr
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    shrink_days(params, 2)
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert dvc(dvc_repo, "add", "-q", "data").returncode == 0
+    git(dvc_repo, "add", "-A")
+    git(dvc_repo, "commit", "-q", "-m", "smoke")
+
+    repro = dvc(dvc_repo, "repro")
+    assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
+    for model in ("ncf", "ss4rec"):
+        metrics = json.loads((dvc_repo / f"metrics/eval/{model}.json").read_text())
+        assert metrics["test"]["n_events"] == 300
+        predictions = pd.read_parquet(dvc_repo / f"artifacts/predictions/{model}.parquet")
+        assert len(predictions) == 300
+    days = [pd.read_parquet(dvc_repo / f"batches/day_0{n}.parquet") for n in (1, 2)]
+    assert [len(d) for d in days] == [150, 150]
+    summary = json.loads((dvc_repo / "metrics/summary.json").read_text())
+    assert summary  # the report stage ran on both days' results
+    assert (dvc_repo / "metrics/abtest/day_02.json").is_file()
+
+    assert json.loads(dvc(dvc_repo, "status", "--json").stdout) == {}
+    git(dvc_repo, "add", "-A")
+    git(dvc_repo, "commit", "-q", "-m", "built")
+    again = dvc(dvc_repo, "repro")
+    assert again.returncode == 0 and "Running stage" not in again.stdout
     assert git(dvc_repo, "status", "--porcelain") == ""

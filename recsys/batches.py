@@ -1,0 +1,306 @@
+"""Model inputs built once as tensors from the split (see recsys.models.base for the contract).
+
+Three kinds, all vectorised (no per-event Python):
+- `QuerySet`: one query per target event with the user's last `max_len` earlier events as
+  history, right-aligned. In the temporal protocol ("time") history is every event of the user
+  with a STRICTLY earlier timestamp, from all rows (train, val, and earlier test rows): a
+  same-second sibling is not history. The leave-one-out protocol ("order") follows RecBole and
+  takes every event before the target in (timestamp, item) order instead.
+- `SequenceSet`: each user's training events in (timestamp, item) order cut into windows of
+  `max_len` inputs, the target of position t being the event at t + 1; every training event but
+  a user's first is a target exactly once.
+- `query_train_set`: training events as queries with no history (L = 0).
+
+hist_gap is the gap to the user's previous event even when that event fell outside the
+window (truncation keeps the true gap); it is 0 only at the user's first event and at padding.
+
+Batches come from `iterate_batches` (a seeded permutation of indices) and `Set.batch(idx)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recsys.errors import RecsysError
+from recsys.io import md5_file
+from recsys.models.base import Batch, DataSpec
+
+SECONDS_PER_DAY = 86_400.0
+HistoryBy = Literal["time", "order"]
+
+
+class IdIndex:
+    """Raw id -> dense index 1..n (0 = unknown), from a split id map (raw_id, idx)."""
+
+    def __init__(self, id_map: pd.DataFrame):
+        order = np.argsort(id_map["raw_id"].to_numpy(), kind="stable")
+        self.raw = id_map["raw_id"].to_numpy()[order]
+        self.idx = id_map["idx"].to_numpy()[order].astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def lookup(self, raw_ids: np.ndarray) -> np.ndarray:
+        """Dense indices of `raw_ids`; 0 where an id is not in the map."""
+        pos = np.clip(np.searchsorted(self.raw, raw_ids), 0, max(len(self.raw) - 1, 0))
+        found = len(self.raw) > 0 and self.raw[pos] == raw_ids
+        return np.where(found, self.idx[pos], 0).astype(np.int64)
+
+    def raw_of(self, idx: np.ndarray) -> np.ndarray:
+        """Raw ids of dense indices 1..n (as stored in the map)."""
+        by_idx = np.empty(len(self.raw) + 1, dtype=self.raw.dtype)
+        by_idx[self.idx] = self.raw
+        return by_idx[idx]
+
+
+@dataclass
+class SplitData:
+    """The three parts of a split (raw ids), their id maps, DataSpec and data fingerprint."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    users: IdIndex
+    items: IdIndex
+    spec: DataSpec
+    fingerprint: str  # md5 of train.parquet (or of the frames, for in-memory splits)
+
+
+def data_spec(train: pd.DataFrame, n_users: int, n_items: int) -> DataSpec:
+    """DataSpec from the training rows and the id map sizes."""
+    ratings = train["rating"].to_numpy(dtype=np.float64)
+    return DataSpec(
+        n_users=n_users,
+        n_items=n_items,
+        rating_min=float(ratings.min()),
+        rating_max=float(ratings.max()),
+        rating_mean=float(ratings.mean()),
+    )
+
+
+def load_split(split_dir: str | Path) -> SplitData:
+    """Read `artifacts/split/` (train/val/test parquet and id maps)."""
+    split_dir = Path(split_dir)
+    names = ("train", "val", "test", "users", "items")
+    missing = [n for n in names if not (split_dir / f"{n}.parquet").is_file()]
+    if missing:
+        raise RecsysError(
+            f"{split_dir}: missing {', '.join(missing)}.parquet; run `dvc repro split`"
+        )
+    frames = {n: pd.read_parquet(split_dir / f"{n}.parquet") for n in names}
+    if frames["train"].empty:
+        raise RecsysError(f"{split_dir / 'train.parquet'}: no rows to train on")
+    users, items = IdIndex(frames["users"]), IdIndex(frames["items"])
+    return SplitData(
+        train=frames["train"],
+        val=frames["val"],
+        test=frames["test"],
+        users=users,
+        items=items,
+        spec=data_spec(frames["train"], len(users), len(items)),
+        fingerprint=md5_file(split_dir / "train.parquet"),
+    )
+
+
+def split_from_frames(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> SplitData:
+    """A SplitData from in-memory parts (id maps over the training rows, as the split does)."""
+    from recsys.split import id_map
+
+    users, items = IdIndex(id_map(train["user_id"])), IdIndex(id_map(train["item_id"]))
+    digest = hashlib.md5()
+    for part in (train, val, test):
+        digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+    return SplitData(
+        train=train.reset_index(drop=True),
+        val=val.reset_index(drop=True),
+        test=test.reset_index(drop=True),
+        users=users,
+        items=items,
+        spec=data_spec(train, len(users), len(items)),
+        fingerprint=digest.hexdigest(),
+    )
+
+
+class EventLog:
+    """Every event of a split, sorted by (user, timestamp, item), as flat tensors.
+
+    `end[r]` is one past the last history event of row r and `start[r]` the first row of its
+    user, so the history of row r is rows start[r]..end[r]-1 (at most the last max_len of them).
+    """
+
+    def __init__(self, data: SplitData, history_by: HistoryBy = "time"):
+        parts = [("train", data.train), ("val", data.val), ("test", data.test)]
+        frame = pd.concat(
+            [f.assign(part=name, row=np.arange(len(f))) for name, f in parts], ignore_index=True
+        )
+        frame = frame.iloc[
+            np.lexsort((frame["item_id"], frame["timestamp"], frame["user_id"]))
+        ].reset_index(drop=True)
+        self.frame = frame
+        user_raw = frame["user_id"].to_numpy()
+        seconds = frame["timestamp"].to_numpy(dtype=np.int64)
+        position = np.arange(len(frame))
+        new_user = np.r_[True, user_raw[1:] != user_raw[:-1]]
+        self.start = np.maximum.accumulate(np.where(new_user, position, 0))
+        if history_by == "time":  # history ends where the target's same-second group begins
+            new_second = new_user | np.r_[True, seconds[1:] != seconds[:-1]]
+            self.end = np.maximum.accumulate(np.where(new_second, position, 0))
+        else:
+            self.end = position
+        gap_seconds = np.where(new_user, 0, np.diff(seconds, prepend=seconds[:1]))
+        self.seconds = torch.from_numpy(seconds.copy())
+        self.user = torch.from_numpy(data.users.lookup(user_raw))
+        self.item = torch.from_numpy(data.items.lookup(frame["item_id"].to_numpy()))
+        self.rating = torch.from_numpy(frame["rating"].to_numpy(dtype=np.float32))
+        self.gap_days = torch.from_numpy((gap_seconds / SECONDS_PER_DAY).astype(np.float32))
+
+    def rows_of(self, part: str) -> np.ndarray:
+        """Positions in the log of the rows of `part`, in that part's own row order."""
+        mask = (self.frame["part"] == part).to_numpy()
+        positions = np.flatnonzero(mask)
+        return positions[np.argsort(self.frame["row"].to_numpy()[mask], kind="stable")]
+
+
+class QuerySet:
+    """Queries for target events (rows of an EventLog) with right-aligned history."""
+
+    def __init__(self, log: EventLog, rows: np.ndarray, max_len: int):
+        self.log, self.max_len = log, max_len
+        self.rows = torch.from_numpy(rows.astype(np.int64))
+        self.end = torch.from_numpy(log.end[rows].astype(np.int64))
+        n_hist = log.end[rows] - log.start[rows]
+        self.n_hist = torch.from_numpy(np.minimum(n_hist, max_len).astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        """The query batch for queries `idx` (B,)."""
+        log, rows, end, n_hist = self.log, self.rows[idx], self.end[idx], self.n_hist[idx]
+        offsets = torch.arange(self.max_len) - self.max_len  # (L,) -L..-1
+        positions = (end[:, None] + offsets).clamp(min=0)  # (B, L)
+        mask = offsets[None, :] >= -n_hist[:, None]  # (B, L) right-aligned
+        last = (end - 1).clamp(min=0)
+        target_gap = (log.seconds[rows] - log.seconds[last]).float() / SECONDS_PER_DAY
+        return {
+            "user": log.user[rows],
+            "item": log.item[rows],
+            "rating": log.rating[rows],
+            "target_gap": torch.where(n_hist > 0, target_gap, 0.0),
+            "hist_item": torch.where(mask, log.item[positions], 0),
+            "hist_rating": torch.where(mask, log.rating[positions], 0.0),
+            "hist_gap": torch.where(mask, log.gap_days[positions], 0.0),
+            "hist_mask": mask,
+        }
+
+    def n_targets(self, idx: torch.Tensor) -> int:
+        """Training target events in a batch: one per query."""
+        return len(idx)
+
+
+class TensorSet:
+    """A batch dictionary of pre-built tensors, indexed along the first dimension."""
+
+    def __init__(self, tensors: Batch, target_key: str | None = None):
+        self.tensors, self.target_key = tensors, target_key
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        """Rows `idx` of every tensor."""
+        return {key: value[idx] for key, value in self.tensors.items()}
+
+    def n_targets(self, idx: torch.Tensor) -> int:
+        """Training target events in a batch (masked positions for sequences)."""
+        if self.target_key is None:
+            return len(idx)
+        return int(self.tensors[self.target_key][idx].sum())
+
+    def to(self, device: torch.device | str) -> TensorSet:
+        """The same set with every tensor on `device`."""
+        moved = {key: value.to(device) for key, value in self.tensors.items()}
+        return TensorSet(moved, self.target_key)
+
+
+def query_train_set(data: SplitData) -> TensorSet:
+    """Training events as queries with no history (L = 0), for models of training_kind query."""
+    n = len(data.train)
+    empty = torch.zeros((n, 0))
+    return TensorSet(
+        {
+            "user": torch.from_numpy(data.users.lookup(data.train["user_id"].to_numpy())),
+            "item": torch.from_numpy(data.items.lookup(data.train["item_id"].to_numpy())),
+            "rating": torch.from_numpy(data.train["rating"].to_numpy(dtype=np.float32)),
+            "target_gap": torch.zeros(n),
+            "hist_item": empty.long(),
+            "hist_rating": empty,
+            "hist_gap": empty,
+            "hist_mask": empty.bool(),
+        }
+    )
+
+
+def sequence_train_set(log: EventLog, max_len: int) -> TensorSet:
+    """Each user's training events cut into windows of max_len inputs and next-event targets."""
+    train_pos = np.sort(log.rows_of("train"))  # (user, timestamp, item) order
+    user = log.user[train_pos].numpy()
+    new_user = np.r_[True, user[1:] != user[:-1]]
+    seconds = log.seconds[train_pos].numpy()
+    gap_days = np.where(new_user, 0, np.diff(seconds, prepend=seconds[:1])) / SECONDS_PER_DAY
+    gaps = torch.from_numpy(gap_days.astype(np.float32))  # between training events only
+    starts = np.flatnonzero(new_user)
+    lengths = np.diff(np.r_[starts, len(train_pos)])
+    n_windows = -(-(lengths - 1) // max_len)  # ceil((n - 1) / L) per user; 0 for one event
+    owner = np.repeat(np.arange(len(starts)), n_windows)
+    back = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    last_input = starts[owner] + lengths[owner] - 2 - back * max_len  # newest window first
+    inputs = last_input[:, None] - max_len + 1 + np.arange(max_len)  # (W, L)
+    mask = inputs >= starts[owner][:, None]
+    inputs, targets = np.maximum(inputs, 0), np.maximum(inputs, 0) + 1
+    order = np.lexsort((-back, owner))  # windows by user, oldest first
+    mask_t = torch.from_numpy(mask[order])
+    at = {k: torch.from_numpy(v[order]) for k, v in (("in", inputs), ("out", targets))}
+    item, rating = log.item[train_pos], log.rating[train_pos]
+
+    def take(values: torch.Tensor, where: str, pad: float | int) -> torch.Tensor:
+        return torch.where(mask_t, values[at[where]], pad)  # values over train_pos
+
+    return TensorSet(
+        {
+            "user": torch.from_numpy(user[starts[owner[order]]]),
+            "hist_item": take(item, "in", 0),
+            "hist_rating": take(rating, "in", 0.0),
+            "hist_gap": take(gaps, "in", 0.0),
+            "hist_mask": mask_t,
+            "next_item": take(item, "out", 0),
+            "next_rating": take(rating, "out", 0.0),
+            "next_gap": take(gaps, "out", 0.0),
+            "next_mask": mask_t.clone(),
+        },
+        target_key="next_mask",
+    )
+
+
+def iterate_batches(
+    n: int, batch_size: int, *, shuffle: bool, seed: int = 0
+) -> Iterator[torch.Tensor]:
+    """Index tensors of consecutive batches over 0..n-1, in a seeded permutation if shuffle."""
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    else:
+        order = torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def batch_to(batch: Batch, device: torch.device | str) -> Batch:
+    """A batch with every tensor on `device`."""
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}

@@ -1,0 +1,105 @@
+"""Sanity baselines fitted in closed form: the global mean and user + item biases.
+
+Both rank items for next-item metrics too: `mean` by training popularity (number of ratings),
+`bias` by item bias. They have no gradient training; the trainer calls `fit` once on every
+training event (a query batch with no history) instead of an optimiser loop.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from recsys.config import BiasParams, MeanParams
+from recsys.models.base import Batch, DataSpec, Recommender
+
+
+class ClosedFormRecommender(Recommender):
+    """A recommender fitted in one pass over all training events, without an optimiser."""
+
+    def fit(self, batch: Batch) -> None:
+        """Set the parameters from every training event (a query batch)."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """MSE of the rating predictions (for reporting; fitting is closed form)."""
+        return F.mse_loss(self.predict_rating(batch), batch["rating"])
+
+    def _item_scores(self, per_item: torch.Tensor, batch: Batch) -> torch.Tensor:
+        scores = per_item.expand(len(batch["user"]), -1).clone()  # (B, n_items + 1)
+        scores[:, 0] = -torch.inf
+        return scores
+
+
+class GlobalMean(ClosedFormRecommender):
+    """Predicts the mean training rating; ranks items by training popularity."""
+
+    name = "mean"
+    Config = MeanParams
+
+    def __init__(self, config: MeanParams, data: DataSpec):
+        super().__init__()
+        self.config, self.data = config, data
+        self.register_buffer("mean", torch.tensor(data.rating_mean, dtype=torch.float32))
+        self.register_buffer("popularity", torch.zeros(data.n_items + 1))
+
+    def fit(self, batch: Batch) -> None:
+        """Mean rating and rating counts per item."""
+        self.mean.copy_(batch["rating"].double().mean())
+        counts = torch.bincount(batch["item"], minlength=self.data.n_items + 1).float()
+        self.popularity.copy_(counts)
+
+    def predict_rating(self, batch: Batch) -> torch.Tensor:
+        return self.mean.expand(len(batch["user"])).clone()
+
+    def score_items(self, batch: Batch) -> torch.Tensor:
+        return self._item_scores(self.popularity, batch)
+
+
+class UserItemBias(ClosedFormRecommender):
+    """r = mean + b_user + b_item, biases by regularised alternating least squares.
+
+    Unknown users and items (index 0) have bias 0, so a cold user gets mean + b_item.
+    """
+
+    name = "bias"
+    Config = BiasParams
+
+    def __init__(self, config: BiasParams, data: DataSpec):
+        super().__init__()
+        self.config, self.data = config, data
+        self.register_buffer("mean", torch.tensor(data.rating_mean, dtype=torch.float32))
+        self.register_buffer("user_bias", torch.zeros(data.n_users + 1))
+        self.register_buffer("item_bias", torch.zeros(data.n_items + 1))
+
+    def fit(self, batch: Batch) -> None:
+        """Alternate item and user bias updates, each the ridge solution given the other."""
+        user, item, rating = batch["user"], batch["item"], batch["rating"].double()
+        mean = rating.mean()
+        user_bias = torch.zeros(self.data.n_users + 1, dtype=torch.float64)
+        item_bias = torch.zeros(self.data.n_items + 1, dtype=torch.float64)
+        for _ in range(self.config.iterations):
+            item_residual = rating - mean - user_bias[user]
+            item_bias = _ridge_means(item, item_residual, self.config.reg_item, len(item_bias))
+            user_residual = rating - mean - item_bias[item]
+            user_bias = _ridge_means(user, user_residual, self.config.reg_user, len(user_bias))
+        item_bias[0] = user_bias[0] = 0.0  # unknown ids stay neutral
+        self.mean.copy_(mean)
+        self.user_bias.copy_(user_bias)
+        self.item_bias.copy_(item_bias)
+
+    def predict_rating(self, batch: Batch) -> torch.Tensor:
+        raw = self.mean + self.user_bias[batch["user"]] + self.item_bias[batch["item"]]
+        return raw.clamp(self.data.rating_min, self.data.rating_max)
+
+    def score_items(self, batch: Batch) -> torch.Tensor:
+        return self._item_scores(self.item_bias, batch)
+
+
+def _ridge_means(
+    index: torch.Tensor, residual: torch.Tensor, reg: float, size: int
+) -> torch.Tensor:
+    """Per-index sum(residual) / (count + reg): the ridge estimate of a per-index offset."""
+    sums = torch.zeros(size, dtype=residual.dtype).index_add_(0, index, residual)
+    counts = torch.bincount(index, minlength=size).to(residual.dtype)
+    return sums / (counts + reg)
