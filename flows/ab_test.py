@@ -20,7 +20,7 @@ from flows.tasks import (
     repro,
     require_stages,
 )
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, run_reporting_errors
 
 
 @task
@@ -60,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         "--day", type=int, help="one day's analysis (default: the cumulative report)"
     )
     args = parser.parse_args(argv)
-    print(ab_test(repo=args.repo, day=args.day))
-    return 0
+
+    def body() -> int:
+        print(ab_test(repo=args.repo, day=args.day))
+        return 0
+
+    return run_reporting_errors("ab-test", body)
 
 
 if __name__ == "__main__":

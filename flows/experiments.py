@@ -22,7 +22,7 @@ from flows.tasks import (
     publish_table,
     retry_if_transient,
 )
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, run_reporting_errors
 from recsys.pipeline import run_dvc
 
 DEFAULT_GRID = {"ncf.lr": [0.001, 0.003], "ncf.mlp_dim": [16, 32]}
@@ -120,9 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="experiments run at once")
     args = parser.parse_args(argv)
     grid = dict(args.set) if args.set else None
-    for row in experiments(repo=args.repo, grid=grid, targets=args.target, jobs=args.jobs):
-        print(row)
-    return 0
+
+    def body() -> int:
+        for row in experiments(repo=args.repo, grid=grid, targets=args.target, jobs=args.jobs):
+            print(row)
+        return 0
+
+    return run_reporting_errors("experiments", body)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow, task
 
 from flows.tasks import publish_table, read_json, read_stages, repro, require_stages
+from recsys.errors import run_reporting_errors
 
 DEFAULT_MODELS = ["ncf", "ss4rec"]
 PARTS = ("val", "test")  # splits reported by evaluate@<model>
@@ -59,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="models to retrain")
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
     args = parser.parse_args(argv)
-    for row in training(repo=args.repo, models=args.models, evaluate=not args.no_evaluate):
-        print(row)
-    return 0
+
+    def body() -> int:
+        for row in training(repo=args.repo, models=args.models, evaluate=not args.no_evaluate):
+            print(row)
+        return 0
+
+    return run_reporting_errors("training", body)
 
 
 if __name__ == "__main__":
