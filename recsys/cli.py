@@ -275,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rows", type=int, default=1_000_000, help="ratings (default 1000000)")
     b.add_argument("--json", action="store_true", help='print {"rows", "total_s", ...}')
     b.set_defaults(func=_cmd_bench_etl)
+    b = bench.add_parser(
+        "ab",
+        help="time all days' A/B statistics on fake inputs (ml-100k size and 1M events)",
+        description="Fake batches and prediction files of each size; times serving and every "
+        "day's statistics with the resample counts in params.yaml (abtest).",
+    )
+    b.add_argument("--events", default="10000,1000000", help="comma-separated sizes")
+    b.add_argument("--repeats", type=int, default=1, help="runs per size (median reported)")
+    b.add_argument("--params", default="params.yaml")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+    b.set_defaults(func=_cmd_bench_ab)
 
     p = sub.add_parser("status", help="dataset, rows, what is built and what is stale")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -289,17 +300,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="preset name, e.g. smoke, default")
     p.set_defaults(func=_cmd_preset)
 
-    p = bench.add_parser(
-        "ab",
-        help="time all days' A/B statistics on fake inputs (ml-100k size and 1M events)",
-        description="Fake batches and prediction files of each size; times serving and every "
-        "day's statistics with the resample counts in params.yaml (abtest).",
-    )
-    p.add_argument("--events", default="10000,1000000", help="comma-separated sizes")
-    p.add_argument("--repeats", type=int, default=1, help="runs per size (median reported)")
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_bench_ab)
     _add_bench_scan(bench)
     _add_benchmarks(sub, bench)
     return parser

@@ -127,6 +127,12 @@ def test_holm_and_bh_match_hand_worked_examples():
     assert np.isnan(stats.holm(p)[4]) and np.isnan(stats.benjamini_hochberg(p)[4])
 
 
+def test_holm_levels_are_the_levels_of_the_steps_taken():
+    # 0.005 <= 0.05/4 rejected at 0.0125; 0.01 <= 0.05/3 rejected at 0.0167; 0.03 > 0.025 stops
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    assert stats.holm_levels(p, 0.05) == pytest.approx([0.05 / 3, 0.025, 0.025, 0.0125])
+
+
 def test_srm_matches_the_hand_formula_and_fires_on_a_60_40_split():
     chi2_hand = (5_100 - 5_000) ** 2 / 5_000 * 2
     ok = stats.srm_check(4_900, 5_100)

@@ -78,29 +78,36 @@ def check_chain(previous_json: Path, md5s: dict[str, str], day: int) -> None:
 def sequential_block(
     z: np.ndarray, info: np.ndarray, window: dict, design: str, params: AbtestParams
 ) -> dict:
-    """Repeated p-values, Holm across metrics, boundary and repeated CIs at the last look."""
+    """Repeated p-values, Holm across metrics, boundaries and repeated CIs at the last look.
+
+    Each metric's repeated CI uses the level Holm tested it at (α/(m - i + 1)), so an
+    interval excludes 0 exactly when the metric's current look crosses its Holm boundary.
+    """
     day, metrics = z.shape[1], params.metrics
     spend = np.arange(1, day + 1) / params.n_days
-    holm_levels = tuple(params.alpha / m for m in range(1, len(metrics) + 1))
-    running = seq.repeated_p_values(z, info, spend, params.spending, params.rho, holm_levels)
-    c = seq.boundaries(info, spend, params.alpha, params.spending, params.rho)[-1]
-    adjusted = stats.holm(running[:, -1])
+    holm_grid = tuple(params.alpha / m for m in range(1, len(metrics) + 1))
+    running = seq.repeated_p_values(z, info, spend, params.spending, params.rho, holm_grid)
+    adjusted_by_look = np.apply_along_axis(stats.holm, 0, running)  # (metrics, looks)
+    levels = stats.holm_levels(running[:, -1], params.alpha)
+    c_at = seq.boundary_table(info, spend, levels, params.spending, params.rho)[:, -1]
     block = {}
     for i, metric in enumerate(metrics):
         fixed = _fixed_result(window, design, metric)
-        half = seq.t_boundary(c, fixed["df"]) * fixed["se"] if fixed["se"] is not None else None
-        est = fixed["estimate"]
-        significant = bool(adjusted[i] <= params.alpha)
+        est, half = fixed["estimate"], seq.t_boundary(c_at[i], fixed["df"]) * fixed["se"]
+        significant = bool(adjusted_by_look[i, -1] <= params.alpha)
         at_min = int(np.nanargmin(np.where(np.isnan(running[i]), np.inf, running[i])))
+        since = np.flatnonzero(adjusted_by_look[i] <= params.alpha)
         block[metric] = {
             "z": z[i, -1],
-            "boundary_z": c,
+            "boundary_z": c_at[i],
             "repeated_p": running[i, -1],
-            "repeated_p_holm": adjusted[i],
+            "repeated_p_holm": adjusted_by_look[i, -1],
             "significant": significant,
+            "significant_since_day": int(since[0]) + 1 if since.size else None,
             "winner": better_arm(metric, z[i, at_min]) if significant else None,
             "estimate": est,
-            "repeated_ci": [est - half, est + half] if half is not None else [None, None],
+            "repeated_ci": [est - half, est + half],
+            "repeated_ci_level": levels[i],
         }
     return block
 
@@ -115,7 +122,7 @@ def _fixed_result(window: dict, design: str, metric: str) -> dict:
 def decision_sentence(block: dict, params: AbtestParams, day: int, window: dict) -> str:
     """One sentence: who wins on which metric, by how much, with what confidence."""
     order = [params.primary_metric] + [m for m in params.metrics if m != params.primary_metric]
-    level = f"{100 * (1 - params.alpha):g} % repeated CI"
+    level = f"{100 * (1 - params.alpha):g} % repeated CI, Holm"
     parts = []
     for metric in order:
         s = block[metric]
@@ -124,7 +131,8 @@ def decision_sentence(block: dict, params: AbtestParams, day: int, window: dict)
         if s["significant"]:
             loser = "A" if s["winner"] == "B" else "B"
             parts.append(
-                f"{s['winner']} beats {loser} on {metric} ({numbers}), sequential boundary crossed"
+                f"{s['winner']} beats {loser} on {metric} ({numbers}), sequential boundary "
+                f"crossed on day {s['significant_since_day']}"
             )
         else:
             parts.append(f"{metric}: no significant difference ({numbers})")

@@ -257,6 +257,21 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
+def holm_levels(p_values: np.ndarray, alpha: float) -> np.ndarray:
+    """The level Holm tests each hypothesis at: α/(m - i + 1) at its step, or the level of
+    the step where the procedure stopped (for intervals that agree with the decisions)."""
+    p = np.where(np.isnan(np.asarray(p_values, dtype=float)), np.inf, p_values)
+    m, order = p.size, np.argsort(p, kind="stable")
+    levels = np.empty(m)
+    for step, i in enumerate(order):
+        level = alpha / (m - step)
+        if p[i] > level:  # Holm stops: this and every later hypothesis stay at this level
+            levels[order[step:]] = level
+            break
+        levels[i] = level
+    return levels
+
+
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values via scipy (NaN entries stay NaN and do not count)."""
     p = np.asarray(p_values, dtype=float)
