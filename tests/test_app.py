@@ -106,7 +106,9 @@ def test_pipeline_nothing_built_lists_the_stage_to_build(projects, monkeypatch):
     app = open_page(monkeypatch, projects["none"][0], "pipeline")
     assert metric_values(app)["Days processed"] == "0/20"
     stale = app.dataframe[0].value
-    assert stale["stage"].tolist()[:21] == ["split", *(f"batch@{day}" for day in range(1, 21))]
+    stages = stale["stage"].tolist()
+    models = [f"{kind}@{m}" for kind in ("train", "evaluate") for m in ("ncf", "ss4rec")]
+    assert stages[:25] == ["split", *models, *(f"batch@{day}" for day in range(1, 21))]
     assert not stale["built"].any()
     assert texts(app.code)[0].startswith("recsys fetch --dataset ml-100k")
 

@@ -54,7 +54,7 @@ def test_loo_benchmark_reports_ranking_metrics_per_model():
 
 def test_bench_help_defines_a_sample():
     proc = subprocess.run(
-        [sys.executable, "-m", "recsys.cli", "bench", "--help"],
+        [sys.executable, "-m", "recsys.cli", "bench", "train", "--help"],
         cwd=PROJECT_ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0
