@@ -69,7 +69,10 @@ def stage_states(root: str | Path = ".", wait_for_lock: bool = False) -> list[St
                 _state(stage, status.get(stage.addressing, []), repo.root_dir) for stage in stages
             ]
     except DvcException as err:
-        raise RecsysError(f"DVC could not read the pipeline in {root}: {err}") from None
+        reason = str(err).splitlines()[0]
+        if "is busy" in reason:
+            reason += " (another DVC command is running: wait for it, then try again)"
+        raise RecsysError(f"DVC could not read the pipeline in {root}: {reason}") from None
 
 
 def _name(stage, root_dir: str) -> str:

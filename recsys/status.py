@@ -113,23 +113,36 @@ def collect_status(root: Path = Path(".")) -> Status:
 
 
 def render_status(status: Status) -> str:
-    """A human-readable table of the status."""
+    """A human-readable table of the status; per-day stages are summarised as one row each."""
     rows = f"{status.n_ratings:,} ratings" if status.n_ratings is not None else "missing"
     lines = [f"dataset   {status.dataset}  ({status.ratings_file}: {rows})"]
     if status.split:
         parts = ", ".join(f"{k} {status.split[k]['n_ratings']:,}" for k in ("train", "val", "test"))
         lines.append(f"split     {parts}")
-    lines.append("")
-    lines.append(f"{'stage':<20} {'built':<6} {'state':<9} outputs")
-    for s in status.stages:
-        state = "stale" if s.stale else "current"
-        lines.append(f"{s.name:<20} {'yes' if s.built else 'no':<6} {state:<9} {', '.join(s.outs)}")
-        lines.extend(f"{'':<20}   - {change}" for change in s.changes[:4])
+    lines += ["", f"{'stage':<16} {'built':<7} {'stale':<7} first change"]
+    for group, stages in group_stages(status.stages).items():
+        built, stale = sum(s.built for s in stages), [s for s in stages if s.stale]
+        change = stale[0].changes[0] if stale and stale[0].changes else ""
+        where = f"{stale[0].name}: " if change and len(stages) > 1 else ""
+        counts = f"{built}/{len(stages):<5} {len(stale):<7}"
+        lines.append(f"{group:<16} {counts} {where}{change}".rstrip())
     if status.etl:
         lines.extend(["", *render_etl(status.etl)])
     lines.append("")
     lines.append(f"next      {status.next_step}")
     return "\n".join(lines)
+
+
+def group_stages(stages: list[StageState]) -> dict[str, list[StageState]]:
+    """Stages by name; the per-day instances (`batch@1`, `batch@2`, …) under `batch@1..`."""
+    groups: dict[str, list[StageState]] = {}
+    for stage in stages:
+        name, _, key = stage.name.partition("@")
+        if key.isdigit():
+            groups.setdefault(f"{name}@1..", []).append(stage)
+        else:
+            groups.setdefault(stage.name, []).append(stage)
+    return groups
 
 
 def render_etl(etl: EtlStatus) -> list[str]:
