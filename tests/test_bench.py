@@ -28,6 +28,8 @@ def test_a_real_case_measures_time_and_memory_in_subprocesses():
 
 def test_a_missing_peer_is_an_error_record_not_a_crash(monkeypatch, capsys):
     monkeypatch.setitem(bench.PEER_PACKAGE, "mambapy", "no_such_package_for_the_test")
+    # the other peer counts as present whether or not it is installed: its runs are faked
+    monkeypatch.setitem(bench.PEER_PACKAGE, "s5-pytorch", "json")
     calls = []
 
     def fake_subprocess(call, env):  # stands in for the interpreter only; records the call
