@@ -124,7 +124,7 @@ def render_status(status: Status) -> str:
         built, stale = sum(s.built for s in stages), [s for s in stages if s.stale]
         change = stale[0].changes[0] if stale and stale[0].changes else ""
         where = f"{stale[0].name}: " if change and len(stages) > 1 else ""
-        counts = f"{built}/{len(stages):<5} {len(stale):<7}"
+        counts = f"{f'{built}/{len(stages)}':<7} {len(stale):<7}"
         lines.append(f"{group:<16} {counts} {where}{change}".rstrip())
     if status.etl:
         lines.extend(["", *render_etl(status.etl)])
