@@ -193,14 +193,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `recsys` argument parser with one sub-command per task."""
-    parser = argparse.ArgumentParser(
-        prog="recsys",
-        description="SS4Rec vs NCF on MovieLens: data, DVC pipeline helpers, benchmarks.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fetch",
         help="download a MovieLens release into data/<dataset>/ (canonical CSV)",
@@ -225,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rewrite even if the files are current")
     p.set_defaults(func=_cmd_fetch)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
         help="write a synthetic MovieLens-format dataset with planted temporal structure",
@@ -238,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
     p.set_defaults(func=_cmd_synth)
 
+
+def _add_etl(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "etl",
         help="process daily batches of the test split through DVC (`dvc repro batch@N`)",
@@ -254,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_etl)
 
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
         help="check a ratings CSV; quarantine bad rows (exit 0 ok, 3 rows quarantined, 1 unusable)",
@@ -272,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=20, help="problem lines to print (default 20)")
     p.set_defaults(func=_cmd_validate)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """`recsys bench …`: the group, with its etl and ab benchmarks; returns the group."""
     p = sub.add_parser(
         "bench",
         help="benchmarks: etl, ab, scan, train (JSON with --json)",
@@ -298,11 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--params", default="params.yaml")
     b.add_argument("--json", action="store_true", help="machine-readable output")
     b.set_defaults(func=_cmd_bench_ab)
+    return bench
 
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="dataset, rows, what is built and what is stale")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_status)
 
+
+def _add_preset(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "preset",
         help="merge a preset from configs/ into params.yaml (no NAME: list them)",
@@ -312,12 +319,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="preset name, e.g. smoke, default")
     p.set_defaults(func=_cmd_preset)
 
-    _add_bench_scan(bench)
-    _add_benchmarks(sub, bench)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `recsys` argument parser with one sub-command per task."""
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description="SS4Rec vs NCF on MovieLens: data, DVC pipeline helpers, benchmarks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_fetch, _add_synth, _add_etl, _add_validate):
+        add(sub)
+    bench = _add_bench(sub)
+    _add_status(sub)
+    _add_preset(sub)
+    _add_benchmark(sub)
+    for add in (_add_bench_scan, _add_bench_train):
+        add(bench)
     return parser
 
 
-def _add_benchmarks(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "benchmark",
         help="train and score models under the literature's leave-one-out protocol",
@@ -335,6 +356,8 @@ def _add_benchmarks(sub: argparse._SubParsersAction, bench: argparse._SubParsers
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_benchmark)
 
+
+def _add_bench_train(bench: argparse._SubParsersAction) -> None:
     p = bench.add_parser(
         "train",
         help="training throughput (samples/s) of each model on the current split",
