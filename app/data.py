@@ -408,20 +408,6 @@ def checkpoints(root: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
-def load_checkpoint(path: Path):
-    """Rebuild the model a checkpoint describes (registry + torch.load(weights_only=True))."""
-    import torch
-
-    from recsys.models.base import DataSpec
-    from recsys.models.registry import model_class
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    cls = model_class(ckpt["model"])
-    model = cls(cls.Config(**ckpt["config"]), DataSpec(**ckpt["data"]))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
-
-
 def serving_batch(history: pd.DataFrame, user_idx: int, item_idx, max_len: int) -> dict:
     """A one-query batch (models/base.py contract) whose history is the user's last events."""
     import numpy as np
@@ -457,10 +443,16 @@ def recommend(root: Path, model_name: str, events: pd.DataFrame, user: int, k: i
     """Top-k unseen items for `user` from models/<model>.pt, with their scores."""
     import torch
 
-    model = load_checkpoint(root / "models" / f"{model_name}.pt")
+    from recsys.checkpoint import load_model
+    from recsys.config import load_params
+    from recsys.evaluate import history_len
+
+    model, ckpt = load_model(root / "models" / f"{model_name}.pt")
+    model.eval()
     users, items = id_map(root, "user"), id_map(root, "item")
     history = events[events["user_id"] == user]
-    max_len = int(getattr(model.config, "max_len", 50))
+    config = type(model).Config(**ckpt["config"])
+    max_len = history_len(model, config, load_params(root / "params.yaml").train)
 
     def item_idx(raw):
         return items.reindex(raw).fillna(0).astype("int64").to_numpy()

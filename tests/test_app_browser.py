@@ -79,8 +79,12 @@ def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> Non
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
-    """The app served on a free loopback port over a project with all 20 days built."""
-    repo, _ = make_project(tmp_path_factory.mktemp("browser") / "full", 20, experiments=True)
+    """The app served on a free loopback port over a project with all 20 days built (or over
+    $RECSYS_BROWSE_ROOT, e.g. `.` after `make demo`, to check and picture the real outputs)."""
+    if os.environ.get("RECSYS_BROWSE_ROOT"):
+        repo = Path(os.environ["RECSYS_BROWSE_ROOT"]).resolve()
+    else:
+        repo, _ = make_project(tmp_path_factory.mktemp("browser") / "full", 20, experiments=True)
     port = free_port()
     env = {**os.environ, "RECSYS_ROOT": str(repo), "PREFECT_API_URL": "",
            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}  # fmt: skip
