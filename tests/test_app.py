@@ -274,3 +274,33 @@ def test_pipeline_with_a_broken_dvc_yaml_says_why(monkeypatch, tmp_path):
     warning = texts(app.warning)[0]
     assert warning.startswith("DVC could not report the pipeline's state just now: DVC could")
     assert "dvc.yaml" in warning
+
+
+@pytest.mark.parametrize("model_name", ["ncf", "ss4rec"])
+def test_recommend_serves_the_neural_models_checkpoints(projects, tmp_path, model_name):
+    """NCF and SS4Rec checkpoints (smoke size, as recsys.train writes them) serve a top-10."""
+    import shutil
+
+    from app.data import all_events, recommend
+    from recsys.batches import load_split
+    from recsys.checkpoint import model_payload, save_checkpoint
+    from recsys.config import apply_preset, load_params
+    from recsys.models.registry import model_class
+
+    repo, _ = projects["full"]
+    shutil.copytree(repo / "artifacts" / "split", tmp_path / "artifacts" / "split")
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    apply_preset("smoke", tmp_path / "params.yaml", PROJECT_ROOT / "configs")
+    data = load_split(tmp_path / "artifacts" / "split")
+    config = getattr(load_params(tmp_path / "params.yaml"), model_name)
+    model = model_class(model_name)(config, data.spec)
+    payload = model_payload(model, config, data.spec, data.fingerprint)
+    save_checkpoint(tmp_path / "models" / f"{model_name}.pt",
+                    {**payload, "state_dict": model.state_dict()})  # fmt: skip
+
+    events = all_events(tmp_path)
+    user = int(events["user_id"].iloc[-1])
+    top = recommend(tmp_path, model_name, events, user)
+    seen = set(events.loc[events["user_id"] == user, "item_id"])
+    assert len(top) == 10 and not seen & set(top["item_id"])
+    assert top["score"].is_monotonic_decreasing and top["score"].map(float).notna().all()
