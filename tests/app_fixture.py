@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from recsys.checkpoint import model_payload, save_checkpoint
 from recsys.config import BiasParams, load_params
 from recsys.evaluate import fit_baselines
 from recsys.split import run_split
-from tests.conftest import PIPELINE_FILES, PROJECT_ROOT
+from tests.conftest import make_dvc_repo
 
 DATA = Path(__file__).parent / "data"
 N_DAYS = 20
@@ -211,22 +210,6 @@ def dvc(repo: Path, *args: str) -> str:
     return run(repo, sys.executable, "-m", "dvc", *args)
 
 
-def new_repo(path: Path) -> Path:
-    """A git + DVC repository holding the project's pipeline files, one commit."""
-    path.mkdir()
-    for name in PIPELINE_FILES:
-        src = PROJECT_ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, path / name)
-    run(path, "git", "init", "-q", "-b", "main")
-    dvc(path, "init", "-q")
-    run(path, "git", "add", "-A")
-    run(path, "git", "commit", "-q", "-m", "pipeline")
-    return path
-
-
 def save_experiments(repo: Path) -> None:
     """Two `dvc exp save` experiments that differ in one param and one metric.
 
@@ -261,7 +244,7 @@ def make_project(path: Path, days: int, fail_last: bool = False, experiments: bo
     with pytest.MonkeyPatch.context() as env:
         for key, value in GIT_ENV.items():
             env.setenv(key, value)
-        repo = new_repo(path)
+        repo = make_dvc_repo(path)
         facts = build_project(repo, days, fail_last)
         if experiments:
             save_experiments(repo)

@@ -58,10 +58,8 @@ def tiny_ratings(n_users: int = 30, n_items: int = 40, per_user: int = 12, seed:
     )
 
 
-@pytest.fixture
-def dvc_repo(tmp_path: Path) -> Path:
-    """A git repository with `dvc init`, this project's pipeline files and one commit."""
-    repo = tmp_path / "repo"
+def make_dvc_repo(repo: Path) -> Path:
+    """A git repository at `repo` with `dvc init`, this project's pipeline files, one commit."""
     repo.mkdir()
     for name in PIPELINE_FILES:
         src = PROJECT_ROOT / name
@@ -75,3 +73,9 @@ def dvc_repo(tmp_path: Path) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "pipeline")
     return repo
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path) -> Path:
+    """A git repository with `dvc init`, this project's pipeline files and one commit."""
+    return make_dvc_repo(tmp_path / "repo")

@@ -18,15 +18,8 @@ import pytest
 
 from tests.app_fixture import make_project
 from tests.conftest import PROJECT_ROOT
+from tests.test_app import PAGES
 
-PAGES = {
-    "pipeline": "Pipeline",
-    "data_quality": "Data quality",
-    "ab_results": "A/B results",
-    "models": "Models",
-    "experiments": "Experiments",
-    "recommendations": "Recommendations",
-}
 APT = ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
