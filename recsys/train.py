@@ -11,6 +11,14 @@ optional). Closed-form baselines (`mean`, `bias`) are fitted in one pass instead
 
     python -m recsys.train --model ncf --split artifacts/split --out models/ncf.pt \
         --state checkpoints/ncf.pt --live dvclive/ncf
+
+The same entry point trains data-parallel under torchrun (DDP: gloo on CPU, nccl on CUDA with
+one GPU per process); batch_size stays the global batch, split across the processes, and the
+result matches one process within floating-point tolerance (see recsys.distributed). Rank 0
+validates, logs, writes --state and --out and prints the summary line:
+
+    torchrun --nproc_per_node=2 -m recsys.train --model ss4rec --split artifacts/split \
+        --out models/ss4rec.pt --state checkpoints/ss4rec.pt --live dvclive/ss4rec
 """
 
 from __future__ import annotations
@@ -44,6 +52,20 @@ from recsys.batches import (
 )
 from recsys.checkpoint import model_payload, read_checkpoint, save_checkpoint
 from recsys.config import Params, TrainParams, load_params
+from recsys.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    check_batch_size,
+    context_from_env,
+    ddp_loss,
+    device_of,
+    loss_scale,
+    process_group,
+    rank_seed,
+    run_on_main,
+    shard_batches,
+)
 from recsys.errors import RecsysError, run_reporting_errors
 from recsys.evaluate import history_len, metrics_of, score_queries
 from recsys.models.base import Recommender
@@ -88,6 +110,11 @@ def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise RecsysError("train.device is cuda but no CUDA device is available (use auto)")
     return torch.device(choice)
+
+
+def job_device(choice: str, dist: DistContext) -> torch.device:
+    """resolve_device, then this process's own GPU (cuda:LOCAL_RANK) in a torchrun job."""
+    return device_of(dist, resolve_device(choice))
 
 
 def seed_everything(train: TrainParams) -> None:
@@ -205,10 +232,12 @@ class Trainer:
         data: SplitData,
         train: TrainParams,
         history_by: HistoryBy = "time",
+        dist: DistContext | None = None,
     ):
         seed_everything(train)
         self.name, self.config, self.data, self.train = model_name, config, data, train
-        self.device = resolve_device(train.device)
+        self.dist = dist or DistContext()
+        self.device = job_device(train.device, self.dist)
         self.model: Recommender = model_class(model_name)(config, data.spec)
         self.model.to(self.device)
         self.log = EventLog(data, history_by)
@@ -219,6 +248,8 @@ class Trainer:
         self.hyper = (
             Hyper(0.0, len(data.train), 1) if self.closed_form else hyper_of(config, model_name)
         )
+        if not self.closed_form:
+            check_batch_size(self.dist, self.hyper.batch_size, model_name)
         self.train_set = self._train_set()
         self.optimizer = None
         if not self.closed_form:
@@ -241,7 +272,10 @@ class Trainer:
         cuda = self.device.type == "cuda"
         if (self.train.amp or self.train.compile) and not cuda:
             print("train: amp / compile apply to CUDA only; running plain on CPU", file=sys.stderr)
-        loss_fn = torch.compile(self.model.loss) if self.train.compile and cuda else self.model.loss
+        plain = self.model.loss
+        if self.dist.enabled and not self.closed_form:
+            plain = ddp_loss(self.model, self.device)  # forward = model.loss, gradients synced
+        loss_fn = torch.compile(plain) if self.train.compile and cuda else plain
         if not (self.train.amp and cuda):
             return loss_fn
 
@@ -308,30 +342,46 @@ class Trainer:
         )
 
     # ---- epochs ------------------------------------------------------------------------
-    def train_epoch(self, epoch: int, debug_path: Path | None) -> dict[str, float]:
-        """One pass over the training set; returns train/* metrics."""
+    def train_epoch(
+        self, epoch: int, debug_path: Path | None, max_seconds: float | None = None
+    ) -> dict[str, float]:
+        """One pass over the training set; returns train/* metrics (of the global batches).
+
+        max_seconds (one process only; for benchmarks) ends the pass early after the step that
+        crosses it; train/samples then counts the targets trained on.
+        """
+        if max_seconds is not None and self.dist.enabled:
+            raise RecsysError("a time-capped epoch is for one process, not a torchrun job")
         if self.closed_form:
             everything = self.train_set.batch(torch.arange(len(self.train_set), device=self.device))
             self.model.fit(everything)
             loss = float(self.model.loss(everything))
             return {"train/loss": loss, "train/samples": float(len(self.train_set))}
         self.model.train()
+        if self.dist.rank > 0:  # its own dropout / negative-sampling stream; rank 0 keeps its own
+            torch.manual_seed(rank_seed(self.train.seed, self.dist.rank, epoch))
         sums = {"loss": 0.0, "grad_norm": 0.0, "step_s": 0.0, "samples": 0.0}
-        batches = list(
-            iterate_batches(len(self.train_set), self.hyper.batch_size, shuffle=True,
-                            seed=self.train.seed * 1_000_003 + epoch)
+        batches = self._epoch_batches(epoch)
+        bar = tqdm(
+            batches, desc=f"{self.name} epoch {epoch}",
+            disable=None if self.dist.is_main else True, leave=False,
         )  # fmt: skip
-        bar = tqdm(batches, desc=f"{self.name} epoch {epoch}", disable=None, leave=False)
-        for step, idx in enumerate(bar):
+        began, steps = time.perf_counter(), 0
+        for step, (idx, part) in enumerate(bar):
+            if max_seconds is not None and time.perf_counter() - began > max_seconds:
+                break
             started = time.perf_counter()
-            loss, grad_norm = self._step(self.train_set.batch(idx), epoch, step, debug_path)
+            n_targets = self.train_set.n_targets(idx)  # of the global batch
+            loss, grad_norm = self._step(part, n_targets, epoch, step, debug_path)
             sums["step_s"] += time.perf_counter() - started
             sums["loss"] += loss
             sums["grad_norm"] += grad_norm
-            sums["samples"] += self.train_set.n_targets(idx)
+            sums["samples"] += n_targets
+            steps += 1
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss:.4f}")
-        n = max(len(batches), 1)
+        bar.close()
+        n = max(steps, 1)
         return {
             "train/loss": sums["loss"] / n,
             "train/grad_norm": sums["grad_norm"] / n,
@@ -340,42 +390,66 @@ class Trainer:
             "train/samples": sums["samples"],
         }
 
-    def _step(self, batch, epoch: int, step: int, debug_path: Path | None) -> tuple[float, float]:
+    def _epoch_batches(self, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(global batch, this rank's shard) index pairs: one seeded permutation on every rank."""
+        seed = self.train.seed * 1_000_003 + epoch
+        batches = iterate_batches(
+            len(self.train_set), self.hyper.batch_size, shuffle=True, seed=seed
+        )
+        return list(shard_batches(batches, self.dist))
+
+    def _step(
+        self, part: torch.Tensor, n_global: int, epoch: int, step: int, debug_path: Path | None
+    ) -> tuple[float, float]:
+        """One update on the global batch; this rank computes the loss of its shard `part`."""
+        batch = self.train_set.batch(part)
         loss = self.loss_fn(batch)
-        if not torch.isfinite(loss):
-            self._abort_not_finite("loss", float(loss.detach()), batch, epoch, step, debug_path)
+        if self.dist.enabled:  # DDP averages gradients over ranks: weight by share of targets
+            loss = loss * loss_scale(self.train_set.n_targets(part), n_global, self.dist.world)
+        global_loss = all_reduce_mean(loss, self.dist)  # the global batch's mean, on every rank
+        if not torch.isfinite(global_loss):
+            self._abort_not_finite("loss", float(global_loss), batch, epoch, step, debug_path)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.train.max_grad_norm or math.inf
+        # of the synced gradients: the same value, and so the same decision, on every rank
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not torch.isfinite(grad_norm):
             self._abort_not_finite(
                 "gradient norm", float(grad_norm), batch, epoch, step, debug_path
             )
         self.optimizer.step()
-        return float(loss.detach()), float(grad_norm)
+        return float(global_loss), float(grad_norm)
 
     def _abort_not_finite(self, what, value, batch, epoch, step, debug_path) -> None:
         where = ""
         if debug_path is not None:
-            save_checkpoint(
-                debug_path,
-                {
-                    **self.header(),
-                    "epoch": epoch,
-                    "step": step,
-                    "state_dict": _cpu(self.model.state_dict()),
-                    "batch": _cpu(batch),
-                },
-            )
+            if self.dist.is_main:  # rank 0's shard of the batch
+                self._save_debug_state(debug_path, batch, epoch, step)
+            barrier(self.dist)  # no rank exits (and gets rank 0 killed) before it is written
             where = f"; debug state (weights + batch) saved to {debug_path}"
         raise RecsysError(
             f"{self.name}: {what} is {value} at epoch {epoch}, step {step + 1}{where}; try a lower "
             f"{self.name}.lr, train.max_grad_norm > 0 or train.amp: false"
         )
 
+    def _save_debug_state(self, debug_path: Path, batch, epoch: int, step: int) -> None:
+        save_checkpoint(
+            debug_path,
+            {
+                **self.header(),
+                "epoch": epoch,
+                "step": step,
+                "state_dict": _cpu(self.model.state_dict()),
+                "batch": _cpu(batch),
+            },
+        )
+
     def validate(self) -> dict[str, float]:
-        """val/* metrics by the evaluator's own code."""
+        """val/* metrics by the evaluator's own code; rank 0 scores, every rank gets them."""
+        return run_on_main(self._validate_here, self.dist)
+
+    def _validate_here(self) -> dict[str, float]:
         scored = score_queries(
             self.model, self.val, self.train.eval_batch_size, self.device, desc=f"{self.name} val"
         )
@@ -388,8 +462,11 @@ class Trainer:
     ) -> RunState:
         """Train until the epoch budget or early stopping; write the best weights to `out`."""
         if resume and state_path is not None and state_path.is_file():
-            self.load_state(state_path)
-            print(f"train {self.name}: resuming after epoch {self.state.epoch}", file=sys.stderr)
+            self.load_state(state_path)  # on every rank
+            if self.dist.is_main:
+                print(
+                    f"train {self.name}: resuming after epoch {self.state.epoch}", file=sys.stderr
+                )
         debug_path = state_path.with_suffix(".nan.pt") if state_path else None
         while not self.state.finished and self.state.epoch < self.hyper.epochs:
             epoch = self.state.epoch + 1
@@ -398,9 +475,10 @@ class Trainer:
             self._end_epoch(epoch, metrics)
             if tracker is not None:
                 tracker.log(metrics, step=epoch)
-            if state_path is not None:
+            if state_path is not None and self.dist.is_main:
                 self.save_state(state_path)
-        self.save_final(out)
+        if self.dist.is_main:
+            self.save_final(out)
         return self.state
 
     def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -431,18 +509,27 @@ def train_model(
     history_by: HistoryBy = "time",
     use_wandb: bool = True,
 ) -> RunState:
-    """Train `model_name` with `config` on `data`; the best weights go to `out`."""
-    trainer = Trainer(model_name, config, data, train, history_by)
-    run_config = {
-        "model": model_name,
-        **config.model_dump(mode="json"),
-        "train": train.model_dump(),
-    }
-    tracker = Tracker(live_dir, model_name, run_config, resume, use_wandb)
-    try:
-        return trainer.run(out=out, state_path=state_path, tracker=tracker, resume=resume)
-    finally:
-        tracker.close()
+    """Train `model_name` with `config` on `data`; the best weights go to `out`.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls this; only rank 0 logs and writes.
+    """
+    dist = context_from_env()
+    with process_group(dist, job_device(train.device, dist)):
+        trainer = Trainer(model_name, config, data, train, history_by, dist=dist)
+        run_config = {
+            "model": model_name,
+            **config.model_dump(mode="json"),
+            "train": train.model_dump(),
+            **({"world_size": dist.world} if dist.enabled else {}),
+        }
+        main = dist.is_main
+        tracker = Tracker(
+            live_dir if main else None, model_name, run_config, resume, use_wandb and main
+        )
+        try:
+            return trainer.run(out=out, state_path=state_path, tracker=tracker, resume=resume)
+        finally:
+            tracker.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -470,13 +557,20 @@ def main(argv: list[str] | None = None) -> int:
             state_path=args.state, live_dir=args.live, resume=args.resume,
         )  # fmt: skip
         stopper = state.stopper
-        print(
-            f"train {args.model}: {state.epoch} epoch(s), best epoch {stopper.best_epoch} "
-            f"({stopper.metric} {stopper.best_value:.4f}) -> {args.out}"
-        )
+        if context_from_env().is_main:
+            print(
+                f"train {args.model}: {state.epoch} epoch(s), best epoch {stopper.best_epoch} "
+                f"({stopper.metric} {stopper.best_value:.4f}) -> {args.out}"
+            )
         return 0
 
-    return run_reporting_errors(f"train {args.model}", body)
+    return run_reporting_errors(_prog(args.model), body)
+
+
+def _prog(model_name: str) -> str:
+    """`train <model>` for error lines, tagged with the rank on ranks > 0 of a torchrun job."""
+    rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+    return f"train {model_name}" if rank == "0" else f"train {model_name} [rank {rank}]"
 
 
 if __name__ == "__main__":
