@@ -333,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(sub)
     _add_preset(sub)
     _add_benchmark(sub)
+    _add_experiments(sub)
+    _add_compare(sub)
     for add in (_add_bench_scan, _add_bench_train):
         add(bench)
     return parser
@@ -372,6 +374,72 @@ def _add_bench_train(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=1, help="timed epochs per model (median)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_experiments_grid(args: argparse.Namespace) -> int:
+    from recsys.experiments import grid_command
+
+    return grid_command(args.file, jobs=args.jobs, queue_only=args.queue_only, as_json=args.json)
+
+
+def _add_experiments(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "experiments",
+        help="DVC experiment sweeps: `recsys experiments grid FILE`",
+        description="Sweeps of `dvc exp run` experiments; `dvc exp show` (and the app's "
+        "Experiments page) compares them, `recsys compare` tests two of them.",
+    )
+    group = p.add_subparsers(dest="experiments", required=True, metavar="WHAT")
+    g = group.add_parser(
+        "grid",
+        help="queue and run the cross product of a grid file, print the comparison",
+        description="FILE (e.g. configs/grids/ss4rec_small.yaml) names params.yaml keys and "
+        "values (`params: {ss4rec.d_state: [16, 32]}`), optionally `seeds: [..]` (a "
+        "train.seed axis), `targets: [stage, ...]` (default: every stage) and `jobs`. Each "
+        "key becomes `dvc exp run --queue -S key=v1,v2` (DVC queues the cross product), then "
+        "`dvc exp run --run-all` runs the whole queue. Prints each experiment's grid params, "
+        "test RMSE and NDCG@10 per model and State; a failed experiment is an error.",
+    )
+    g.add_argument("file", help="the grid file (YAML)")
+    g.add_argument(
+        "--jobs", type=_positive, default=None, help="experiments run at once (default: the file's)"
+    )
+    g.add_argument(
+        "--queue-only",
+        action="store_true",
+        help="only queue; run later with `dvc exp run --run-all` or `dvc queue start`",
+    )
+    g.add_argument("--json", action="store_true", help="print the comparison rows as JSON")
+    g.set_defaults(func=_cmd_experiments_grid)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from recsys.compare import compare_command
+
+    return compare_command(args.exp_a, args.exp_b, args.model, args.model_b, args.json)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="is experiment B's model significantly better than A's, per user?",
+        description="Reads artifacts/predictions/<model>.parquet at each experiment's commit "
+        "(dvc.api.open; `workspace` reads the files on disk), checks both predicted the same "
+        "test events, and runs the A/B stage's paired statistics on per-user means: per metric "
+        "(sq_err, abs_err, hit@10, ndcg@10, rr@10) the means, B - A with its t CI, paired t p "
+        "raw and Holm-adjusted across the metrics, sign-flip permutation p, d_z, then a "
+        "verdict. alpha, seed and resample counts come from params.yaml's abtest section.",
+    )
+    for name in ("exp_a", "exp_b"):
+        p.add_argument(
+            name,
+            metavar=name.upper(),
+            help="an experiment name (as `dvc exp show` lists it), a git rev, or workspace",
+        )
+    p.add_argument("--model", default="ss4rec", help="the model compared (default: ss4rec)")
+    p.add_argument("--model-b", default=None, help="B's model when it differs from --model")
+    p.add_argument("--json", action="store_true", help="print the result as a JSON object")
+    p.set_defaults(func=_cmd_compare)
 
 
 def main(argv: list[str] | None = None) -> int:
