@@ -28,14 +28,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("RECSYS_CACHE_DIR", Path.home() / ".cache" / "recsys"))
 
 
-def synthetic_ratings(rows: int) -> Path:
-    """ratings.csv of `rows` synthetic ratings, generated once and then reused."""
+def synthetic_ratings(rows: int, users: int | None = None, items: int | None = None) -> Path:
+    """ratings.csv of `rows` synthetic ratings (seed 0), generated once and then reused."""
     from recsys.data.synth import SynthConfig, synthesize
 
-    out_dir = cache_root() / "synth" / f"rows_{rows}"
+    name = f"rows_{rows}" + (f"_users_{users}_items_{items}" if users or items else "")
+    out_dir = cache_root() / "synth" / name
     if not (out_dir / "ratings.csv").is_file():
         print(f"bench: generating {rows:,} synthetic ratings into {out_dir}", file=sys.stderr)
-        print(synthesize(SynthConfig(rows=rows), out_dir), file=sys.stderr)
+        config = SynthConfig(rows=rows, users=users, items=items)
+        print(synthesize(config, out_dir), file=sys.stderr)
     return out_dir / "ratings.csv"
 
 

@@ -276,7 +276,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """`recsys bench …`: the group, with its etl and ab benchmarks; returns the group."""
     p = sub.add_parser(
         "bench",
-        help="benchmarks: etl, ab, scan, train (JSON with --json)",
+        help="benchmarks: etl, ab, scan, train, scale (JSON with --json)",
         description="Speed and memory measured on this machine; medians where repeated.",
     )
     bench = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark(sub)
     _add_experiments(sub)
     _add_compare(sub)
-    for add in (_add_bench_scan, _add_bench_train):
+    for add in (_add_bench_scan, _add_bench_train, _add_bench_scale):
         add(bench)
     return parser
 
@@ -374,6 +374,42 @@ def _add_bench_train(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=1, help="timed epochs per model (median)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench_scale(args: argparse.Namespace) -> int:
+    from recsys.bench_scale import bench_scale, render
+
+    results = bench_scale(args.sizes, args.models, args.params, args.max_epoch_s)
+    print(json.dumps(results, indent=2) if args.json else render(results))
+    return 0
+
+
+def _add_bench_scale(bench: argparse._SubParsersAction) -> None:
+    from recsys.bench_scale import SIZES
+
+    p = bench.add_parser(
+        "scale",
+        help="split + 20 daily batches + one training epoch on synthetic data at MovieLens sizes",
+        description="For each size, synthetic ratings with that release's numbers of ratings, "
+        "users and items (generated once into the cache) go through the split, every daily "
+        "batch with its quality checks, and one training epoch of each model with params.yaml's "
+        "settings, in a fresh child process per size. Prints {size: {rows, total_s, "
+        "peak_rss_mb, split_s, batches_s, train: {model: {epoch_s, samples_per_s, ...}}}}. An "
+        "epoch longer than --max-epoch-s is cut there and its time projected from the measured "
+        'samples/s ("epoch_complete": false).',
+    )
+    p.add_argument(
+        "--sizes", nargs="+", default=["ml-1m", "ml-25m"], choices=list(SIZES), metavar="SIZE",
+        help=f"release sizes to mimic (default: ml-1m ml-25m; any of {', '.join(SIZES)})",
+    )  # fmt: skip
+    p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
+    p.add_argument(
+        "--max-epoch-s", type=float, default=300.0,
+        help="cut an epoch after this many seconds and project the rest (default 300)",
+    )  # fmt: skip
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="model settings")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_bench_scale)
 
 
 def _cmd_experiments_grid(args: argparse.Namespace) -> int:
