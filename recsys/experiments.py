@@ -159,9 +159,14 @@ def queue_grid(repo: str | Path, grid: dict[str, list], targets: list[str]) -> l
     return QUEUED.findall(out)
 
 
-def run_queue(repo: str | Path, jobs: int = 1) -> list[str]:
-    """`dvc exp run --run-all`: run every queued experiment; return DVC's progress lines."""
-    out = run_dvc("exp", "run", "--run-all", "--jobs", str(jobs), cwd=repo)
+def run_queue(
+    repo: str | Path, jobs: int = 1, echo: Callable[[str], None] | None = None
+) -> list[str]:
+    """`dvc exp run --run-all`: run every queued experiment; return DVC's progress lines.
+
+    `echo` gets every line DVC prints while the queue runs (the stages' own output too).
+    """
+    out = run_dvc("exp", "run", "--run-all", "--jobs", str(jobs), cwd=repo, echo=echo)
     return [line for line in out.splitlines() if PROGRESS.match(line)]
 
 
@@ -261,8 +266,7 @@ def run_grid(
     progress(f"queued {len(names)} experiment(s) over {' x '.join(axes)}: {', '.join(names)}")
     if queue_only:
         return names, []
-    for line in run_queue(repo, jobs or grid.jobs):
-        progress(line)
+    run_queue(repo, jobs or grid.jobs, echo=progress)  # DVC's output, live
     return names, show_experiments(repo, names, axes, headline=True)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -27,15 +29,44 @@ def dvc_env() -> dict[str, str]:
     return {**os.environ, "DVC_NO_ANALYTICS": "1"}
 
 
-def run_dvc(*args: str, cwd: str | Path = ".", check: bool = True) -> str:
-    """Run `dvc ARGS` with this interpreter's DVC; return stdout, or raise with DVC's reason."""
+def run_dvc(
+    *args: str,
+    cwd: str | Path = ".",
+    check: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> str:
+    """Run `dvc ARGS` with this interpreter's DVC; return stdout, or raise with DVC's reason.
+
+    `echo` receives each stdout line as DVC prints it (progress of long commands).
+    """
     cmd = [sys.executable, "-m", "dvc", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env=dvc_env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        reason = lines[-1] if lines else f"exit code {proc.returncode}"
+    if echo is None:
+        proc = subprocess.run(cmd, cwd=cwd, env=dvc_env(), capture_output=True, text=True)
+        code, out, err = proc.returncode, proc.stdout, proc.stderr
+    else:
+        code, out, err = _run_echoing(cmd, cwd, echo)
+    if check and code != 0:
+        lines = [ln for ln in (err or out).splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"exit code {code}"
         raise RecsysError(f"`dvc {' '.join(args)}` failed: {reason}")
-    return proc.stdout
+    return out
+
+
+def _run_echoing(
+    cmd: list[str], cwd: str | Path, echo: Callable[[str], None]
+) -> tuple[int, str, str]:
+    """Run `cmd`, passing each stdout line to `echo` as it comes; (exit code, stdout, stderr)."""
+    with tempfile.TemporaryFile(mode="w+") as err_file:
+        with subprocess.Popen(
+            cmd, cwd=cwd, env=dvc_env(), stdout=subprocess.PIPE, stderr=err_file, text=True
+        ) as proc:
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                echo(line.rstrip("\n"))
+            code = proc.wait()
+        err_file.seek(0)
+        return code, "".join(lines), err_file.read()
 
 
 def _describe(change: dict | str) -> list[str]:

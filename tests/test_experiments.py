@@ -184,11 +184,14 @@ def test_grid_command_fails_naming_the_failed_experiment(tmp_path, monkeypatch, 
     path = grid_file(tmp_path, {"params": {"ss4rec.d_state": [16, 32]}, "targets": ["x"]})
     calls = []
 
-    def fake_dvc(*args: str, cwd=".", check=True) -> str:
+    def fake_dvc(*args: str, cwd=".", check=True, echo=None) -> str:
         calls.append(args)
         if "--queue" in args:
             return "Queued experiment 'e1' for future execution.\nQueued experiment 'e2' for ..."
-        return "Reproducing experiment 'e1'\nnoise\nReproducing experiment 'e2'\n"
+        out = "Reproducing experiment 'e1'\ntraining...\nReproducing experiment 'e2'\n"
+        for line in out.splitlines() if echo else []:  # DVC's lines, as they come
+            echo(line)
+        return out
 
     monkeypatch.setattr(experiments, "run_dvc", fake_dvc)
     monkeypatch.setattr(dvc.api, "exp_show", lambda repo: SHOWN)
@@ -203,6 +206,7 @@ def test_grid_command_fails_naming_the_failed_experiment(tmp_path, monkeypatch, 
     assert err.splitlines() == [
         "queued 2 experiment(s) over ss4rec.d_state: e1, e2",
         "Reproducing experiment 'e1'",
+        "training...",
         "Reproducing experiment 'e2'",
         "recsys experiments: error: 1 of 2 experiment(s) failed: e2 "
         "(`dvc queue logs NAME` shows why)",

@@ -1,8 +1,12 @@
-"""`recsys status` rendering: per-day stages fold into one row with counts."""
+"""`recsys status` rendering (per-day stages fold into one row with counts); the DVC runner."""
 
 from __future__ import annotations
 
-from recsys.pipeline import StageState
+import pytest
+from dvc import __version__
+
+from recsys.errors import RecsysError
+from recsys.pipeline import StageState, run_dvc
 from recsys.status import Status, render_status
 
 
@@ -31,3 +35,11 @@ def test_day_stages_fold_into_one_row_naming_the_first_stale_one():
         "batch@3: changed outs: batches/day_03.parquet deleted",
     ]
     assert table[-1] == "next      dvc repro"
+
+
+def test_run_dvc_echoes_lines_as_they_come_and_fails_with_dvcs_reason(tmp_path):
+    seen: list[str] = []
+    out = run_dvc("--version", echo=seen.append)
+    assert seen == [__version__] and out == f"{__version__}\n"
+    with pytest.raises(RecsysError, match=r"^`dvc status` failed: .*not inside of a DVC repo"):
+        run_dvc("status", cwd=tmp_path, echo=seen.append)
