@@ -193,8 +193,7 @@ def render_comparison(result: dict) -> str:
     """The comparison as an aligned text table with the verdict last."""
     a, b = result["a"], result["b"]
     head = [
-        f"A = {a['experiment']} ({a['rev'][:7]}) {a['model']}; "
-        f"B = {b['experiment']} ({b['rev'][:7]}) {b['model']}; "
+        f"A = {_side_head(a)}; B = {_side_head(b)}; "
         f"{result['n_users']} users, {result['n_events']} events",
         "",
     ]
@@ -204,6 +203,13 @@ def render_comparison(result: dict) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(head + [line.rstrip() for line in lines] + ["", result["verdict"]])
+
+
+def _side_head(side: dict) -> str:
+    """`name (abc1234) model`, or `workspace model` for the files on disk."""
+    if side["rev"] == WORKSPACE:
+        return f"{WORKSPACE} {side['model']}"
+    return f"{side['experiment']} ({side['rev'][:7]}) {side['model']}"
 
 
 def _num(value: float | None, digits: int = 4) -> str:

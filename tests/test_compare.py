@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from recsys.compare import compare_predictions, verdict
+from recsys.compare import compare_predictions, render_comparison, verdict
 from recsys.config import AB_METRICS, AbtestParams
 from recsys.errors import RecsysError
 
@@ -148,3 +148,14 @@ def test_verdict_names_the_winner_and_the_metrics():
     assert verdict(results, ("old", "new"), 0.05) == (
         "No significant difference between old and new (Holm-adjusted paired t, alpha 0.05)."
     )
+
+
+def test_table_names_each_side_with_its_short_rev_or_workspace():
+    result = compare_predictions(*frames(), PARAMS, labels=("workspace (ncf)", "exp-1"))
+    result["a"] = {"experiment": "workspace", "rev": "workspace", "model": "ncf"}
+    result["b"] = {"experiment": "exp-1", "rev": "0123456789abcdef", "model": "ss4rec"}
+    lines = render_comparison(result).splitlines()
+    assert lines[0] == "A = workspace ncf; B = exp-1 (0123456) ss4rec; 6 users, 10 events"
+    assert lines[2].split() == ["metric", "mean", "A", "mean", "B", "B", "-", "A", "95%", "CI",
+                                "p", "(t)", "p", "Holm", "p", "perm", "d_z", "favours"]  # fmt: skip
+    assert lines[-1] == result["verdict"]
