@@ -24,9 +24,6 @@ from flows.tasks import (
 )
 from recsys import experiments as lib
 from recsys.errors import RecsysError, run_reporting_errors
-from recsys.experiments import comparison_rows, set_params_args
-
-__all__ = ["comparison_rows", "experiments", "set_params_args"]  # the library's, re-exported
 
 DEFAULT_GRID = {"ncf.lr": [0.001, 0.003], "ncf.mlp_dim": [16, 32]}
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from recsys.bench_etl import measure, synthetic_ratings
 from recsys.errors import RecsysError, run_reporting_errors
 
-# ratings, users, items of each GroupLens release (its README)
+# ratings, users, items of each GroupLens release (its README); keys: recsys.config.DATASETS
 SIZES: dict[str, tuple[int, int, int]] = {
     "ml-100k": (100_000, 943, 1_682),
     "ml-1m": (1_000_209, 6_040, 3_706),
@@ -43,7 +43,10 @@ def peak_rss_mb() -> float:
 
 
 def train_one_epoch(model: str, split_dir: Path, params_path: Path, max_epoch_s: float) -> dict:
-    """Build `model`'s training tensors, then train one epoch (or until max_epoch_s)."""
+    """Build `model`'s training tensors, then train one epoch (or until max_epoch_s).
+
+    Each model reads the split itself, as its train@ stage does, so prep_s includes that read.
+    """
     import torch
 
     from recsys.batches import load_split

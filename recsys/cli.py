@@ -385,8 +385,6 @@ def _cmd_bench_scale(args: argparse.Namespace) -> int:
 
 
 def _add_bench_scale(bench: argparse._SubParsersAction) -> None:
-    from recsys.bench_scale import SIZES
-
     p = bench.add_parser(
         "scale",
         help="split + 20 daily batches + one training epoch on synthetic data at MovieLens sizes",
@@ -399,8 +397,8 @@ def _add_bench_scale(bench: argparse._SubParsersAction) -> None:
         'samples/s ("epoch_complete": false).',
     )
     p.add_argument(
-        "--sizes", nargs="+", default=["ml-1m", "ml-25m"], choices=list(SIZES), metavar="SIZE",
-        help=f"release sizes to mimic (default: ml-1m ml-25m; any of {', '.join(SIZES)})",
+        "--sizes", nargs="+", default=["ml-1m", "ml-25m"], choices=DATASETS, metavar="SIZE",
+        help=f"release sizes to mimic (default: ml-1m ml-25m; any of {', '.join(DATASETS)})",
     )  # fmt: skip
     p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
     p.add_argument(

@@ -74,3 +74,10 @@ def test_bench_scale_unknown_model_is_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("recsys bench: error: unknown model 'nosuch'")
     assert proc.stderr.count("\n") == 1
+
+
+def test_sizes_are_the_releases_fetch_knows():
+    from recsys.bench_scale import SIZES
+    from recsys.config import DATASETS
+
+    assert tuple(SIZES) == DATASETS

@@ -17,11 +17,12 @@ import yaml
 
 from flows.ab_test import ab_test
 from flows.daily_etl import daily_etl, day_plan, pending_day, verdict_markdown
-from flows.experiments import comparison_rows, experiments, set_params_args
+from flows.experiments import experiments
 from flows.tasks import FAIL_ONCE_ENV, QualityGateFailed
 from flows.training import metrics_row, training
 from recsys.config import merge_into
 from recsys.errors import RecsysError
+from recsys.experiments import comparison_rows, set_params_args
 from recsys.io import write_parquet
 from recsys.pipeline import StageState
 from tests.conftest import PROJECT_ROOT, dvc, git
