@@ -443,9 +443,9 @@ def recommend(root: Path, model_name: str, events: pd.DataFrame, user: int, k: i
     """Top-k unseen items for `user` from models/<model>.pt, with their scores."""
     import torch
 
-    from recsys.checkpoint import load_model
     from recsys.config import load_params
-    from recsys.evaluate import history_len
+    from recsys.training.checkpoint import load_model
+    from recsys.training.scoring import history_len
 
     model, ckpt = load_model(root / "models" / f"{model_name}.pt")
     model.eval()

@@ -1,6 +1,6 @@
 """`daily-etl` flow: the next day not yet up to date, through its DVC stages, then published.
 
-Which day is next comes from DVC's own state (recsys.etl over `dvc status`): the first of days
+Which day is next comes from DVC's own state (recsys.etl.run over `dvc status`): the first of days
 1..N whose stages (`batch@N`, and `abtest@N` where dvc.yaml defines it) DVC does not report up
 to date. So a retried run re-does only what DVC says is missing (a finished `batch@N` is
 skipped by DVC, an unfinished `abtest@N` runs), and a duplicated run waits on the
@@ -36,9 +36,9 @@ from flows.tasks import (
     stage_names,
 )
 from recsys.errors import RecsysError, run_reporting_errors
-from recsys.etl import days_from_stages, etl_lock, next_day, read_quality, render_quality
+from recsys.etl.quality import METRICS
+from recsys.etl.run import days_from_stages, etl_lock, next_day, read_quality, render_quality
 from recsys.pipeline import StageState, run_dvc
-from recsys.quality import METRICS
 
 DAILY_LIMIT = "daily-etl"  # global concurrency limit (1 slot): daily runs never overlap
 

@@ -35,7 +35,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_etl(args: argparse.Namespace) -> int:
-    from recsys.etl import render_quality, run_day, run_next
+    from recsys.etl.run import render_quality, run_day, run_next
 
     if args.day is not None:
         print(render_quality(run_day(args.day)))
@@ -47,7 +47,7 @@ def _cmd_etl(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from recsys.validate import validate_command
+    from recsys.etl.validate import validate_command
 
     return validate_command(Path(args.file), quarantine=args.quarantine, max_messages=args.show)
 
@@ -55,7 +55,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_bench_etl(args: argparse.Namespace) -> int:
     import json
 
-    from recsys.bench_etl import bench_etl, render
+    from recsys.bench.etl import bench_etl, render
 
     result = bench_etl(args.rows)
     print(json.dumps(result) if args.json else render(result))
@@ -95,7 +95,7 @@ def _positive(text: str) -> int:
 def _cmd_bench_ab(args: argparse.Namespace) -> int:
     import json
 
-    from recsys.abtest.bench import bench_ab
+    from recsys.bench.ab import bench_ab
     from recsys.config import load_params
 
     sizes = [int(s) for s in args.events.split(",")]
@@ -115,7 +115,7 @@ def _cmd_bench_ab(args: argparse.Namespace) -> int:
 def _cmd_bench_scan(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from recsys.bench import render_table, scan_benchmark
+    from recsys.bench.scan import render_table, scan_benchmark
 
     with tqdm(desc="bench scan", unit="case", file=sys.stderr, leave=False) as bar:
 
@@ -173,9 +173,9 @@ def _print_table(results: dict[str, dict], as_json: bool) -> None:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from recsys.benchmark import run_loo
     from recsys.config import load_params
     from recsys.data.canonical import read_ratings
+    from recsys.training.leave_one_out import run_loo
 
     params = load_params()
     ratings_path = args.ratings or Path("data") / params.data.dataset / "ratings.csv"
@@ -184,9 +184,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from recsys.batches import load_split
-    from recsys.benchmark import bench_train
+    from recsys.bench.train import bench_train
     from recsys.config import load_params
+    from recsys.training.tensors import load_split
 
     results = bench_train(load_split(args.split), args.models, load_params(), args.epochs)
     _print_table(results, args.json)
@@ -377,7 +377,7 @@ def _add_bench_train(bench: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench_scale(args: argparse.Namespace) -> int:
-    from recsys.bench_scale import bench_scale, render
+    from recsys.bench.scale import bench_scale, render
 
     results = bench_scale(args.sizes, args.models, args.params, args.max_epoch_s)
     print(json.dumps(results, indent=2) if args.json else render(results))
@@ -448,7 +448,7 @@ def _add_experiments(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from recsys.compare import compare_command
+    from recsys.abtest.compare import compare_command
 
     return compare_command(args.exp_a, args.exp_b, args.model, args.model_b, args.json)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from recsys.config import load_params
+from recsys.etl.quality import METRICS
 from recsys.pipeline import StageState, stage_states
-from recsys.quality import METRICS
 
 
 class EtlStatus(BaseModel):
@@ -57,7 +57,7 @@ def next_step(n_ratings: int | None, dataset: str, stages: list[StageState]) -> 
 
 def last_processed_day(days: list, reports: dict[int, dict | None]) -> int | None:
     """The highest day DVC reports done, or the day after it when that day's gate failed."""
-    from recsys.etl import next_day
+    from recsys.etl.run import next_day
 
     last = max((d.day for d in days if d.done and reports[d.day]), default=None)
     upcoming = next_day(days)
@@ -69,7 +69,7 @@ def last_processed_day(days: list, reports: dict[int, dict | None]) -> int | Non
 
 def etl_status(root: Path, stages: list[StageState], split: dict | None) -> EtlStatus | None:
     """Days done (DVC's state), records and coverage from their quality reports."""
-    from recsys.etl import days_from_stages, next_day, read_quality
+    from recsys.etl.run import days_from_stages, next_day, read_quality
 
     days = days_from_stages(stages)
     if not days:

@@ -2,9 +2,9 @@
 
 `build_project(repo, days=...)` fills a real git + DVC repository (tests/conftest.py style)
 with: a tiny ratings file run through the real split, movies.csv, the daily quality reports
-and quarantine files (format of recsys/batch.py, branch etl), A/B looks and the summary
-(recorded from recsys.abtest.stage / recsys.report, branch abstats: tests/data), evaluation
-reports (format of recsys/evaluate.py, branch train), dvclive learning curves written by
+and quarantine files (format of recsys/etl/day.py, branch etl), A/B looks and the summary
+(recorded from recsys.abtest.stage / recsys.abtest.report, branch abstats: tests/data), evaluation
+reports (format of recsys/training/evaluate.py, branch train), dvclive learning curves written by
 dvclive itself, and — where the registry's `bias` baseline exists — a real checkpoint.
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.batches import load_split
-from recsys.checkpoint import model_payload, save_checkpoint
 from recsys.config import BiasParams, load_params
-from recsys.evaluate import fit_baselines
-from recsys.split import run_split
+from recsys.etl.split import run_split
+from recsys.training.checkpoint import model_payload, save_checkpoint
+from recsys.training.evaluate import fit_baselines
+from recsys.training.tensors import load_split
 from tests.conftest import make_dvc_repo
 
 DATA = Path(__file__).parent / "data"
@@ -73,7 +73,7 @@ def write_data(repo: Path) -> dict:
 
 def spoil_test_split(repo: Path, failing_day: int | None) -> None:
     """Put the rows the quality gate must catch into artifacts/split/test.parquet."""
-    from recsys.batch import day_bounds
+    from recsys.etl.day import day_bounds
 
     path = repo / "artifacts" / "split" / "test.parquet"
     test = pd.read_parquet(path)
@@ -92,8 +92,8 @@ def spoil_test_split(repo: Path, failing_day: int | None) -> None:
 def run_days(repo: Path, days: int, fail_last: bool) -> list[dict]:
     """Run the real batch stage code (recsys.batch.run_batch) for days 1..days, in order; the
     last one fails its gate when `fail_last`. Returns the quality reports."""
-    from recsys.batch import run_batch
     from recsys.errors import RecsysError
+    from recsys.etl.day import run_batch
 
     spoil_test_split(repo, days if fail_last else None)
     params = load_params(repo / "params.yaml").etl

@@ -41,7 +41,7 @@ def run_stage(root: Path, day: int) -> subprocess.CompletedProcess:
         *("--predictions-b", PRED_B, "--out-metrics", f"metrics/abtest/day_{day:02d}.json"),
         *("--out-users", f"artifacts/abtest/day_{day:02d}.parquet"),
     ]
-    return python_m(root, "recsys.abtest", *args)
+    return python_m(root, "recsys.abtest.stage", *args)
 
 
 def run_in_process(root: Path, day: int) -> dict:
@@ -111,7 +111,7 @@ def test_stage_days_1_to_3_and_report_recompute_from_the_two_files(project: Path
 
     proc = python_m(
         project,
-        "recsys.report",
+        "recsys.abtest.report",
         *("--abtest-dir", "metrics/abtest", "--days", "3", "--out-summary"),
         *("metrics/summary.json", "--out-plot", "metrics/effects.csv"),
     )

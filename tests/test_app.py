@@ -278,14 +278,14 @@ def test_pipeline_with_a_broken_dvc_yaml_says_why(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("model_name", ["ncf", "ss4rec"])
 def test_recommend_serves_the_neural_models_checkpoints(projects, tmp_path, model_name):
-    """NCF and SS4Rec checkpoints (smoke size, as recsys.train writes them) serve a top-10."""
+    """NCF and SS4Rec checkpoints (smoke size, as the train stage writes them) serve a top-10."""
     import shutil
 
     from app.data import all_events, recommend
-    from recsys.batches import load_split
-    from recsys.checkpoint import model_payload, save_checkpoint
     from recsys.config import apply_preset, load_params
     from recsys.models.registry import model_class
+    from recsys.training.checkpoint import model_payload, save_checkpoint
+    from recsys.training.tensors import load_split
 
     repo, _ = projects["full"]
     shutil.copytree(repo / "artifacts" / "split", tmp_path / "artifacts" / "split")

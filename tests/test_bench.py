@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from recsys import bench
+from recsys.bench import scan as bench
 from recsys.cli import main
 
 KEYS = {"layer", "impl", "B", "L", "fwd_bwd_ms", "peak_mb"}

@@ -77,7 +77,7 @@ def test_bench_scale_unknown_model_is_one_line(tmp_path):
 
 
 def test_sizes_are_the_releases_fetch_knows():
-    from recsys.bench_scale import SIZES
+    from recsys.bench.scale import SIZES
     from recsys.config import DATASETS
 
     assert tuple(SIZES) == DATASETS

@@ -9,10 +9,11 @@ import sys
 import pandas as pd
 import pytest
 
-from recsys.batches import split_from_frames
-from recsys.benchmark import bench_train, loo_split, run_loo
+from recsys.bench.train import bench_train
 from recsys.config import Params, SplitParams, TrainParams
-from recsys.split import temporal_split
+from recsys.etl.split import temporal_split
+from recsys.training.leave_one_out import loo_split, run_loo
+from recsys.training.tensors import split_from_frames
 from tests.conftest import PROJECT_ROOT, tiny_ratings
 
 
@@ -63,7 +64,7 @@ def test_bench_help_defines_a_sample():
 
 @pytest.mark.slow
 def test_bench_cli_prints_json(tmp_path):
-    from recsys.split import run_split
+    from recsys.etl.split import run_split
 
     (tmp_path / "ratings.csv").write_text(tiny_ratings().to_csv(index=False))
     run_split(tmp_path / "ratings.csv", tmp_path / "split", SplitParams())

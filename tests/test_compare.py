@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from recsys.compare import compare_predictions, render_comparison, verdict
+from recsys.abtest.compare import compare_predictions, render_comparison, verdict
 from recsys.config import AB_METRICS, AbtestParams
 from recsys.errors import RecsysError
 

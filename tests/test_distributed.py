@@ -1,5 +1,5 @@
 """torchrun / DDP training: shard and loss-scale arithmetic worked out by hand, then real
-`torchrun --nproc_per_node=2 -m recsys.train` runs against one process on a tiny split."""
+`torchrun --nproc_per_node=2 -m recsys.training.train` runs against one process on a tiny split."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import pytest
 import torch
 import yaml
 
-from recsys.batches import TensorSet
 from recsys.config import SplitParams
-from recsys.distributed import (
+from recsys.errors import RecsysError
+from recsys.etl.split import temporal_split
+from recsys.io import write_parquet
+from recsys.training.distributed import (
     DistContext,
     all_reduce_mean,
     broadcast_object,
@@ -27,9 +29,7 @@ from recsys.distributed import (
     shard,
     shard_batches,
 )
-from recsys.errors import RecsysError
-from recsys.io import write_parquet
-from recsys.split import temporal_split
+from recsys.training.tensors import TensorSet
 from tests.conftest import PROJECT_ROOT, tiny_ratings
 
 TORCHRUN_ENV = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
@@ -121,11 +121,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def train_cmd(root: Path, out: str, launcher: list[str], params: str = "params.yaml"):
-    """Run `<launcher> -m recsys.train --model ss4rec` in `root`, outputs under `root/out`."""
+    """`<launcher> -m recsys.training.train --model ss4rec` in `root`, outputs in `root/out`."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
     args = ["--model", "ss4rec", "--split", "split", "--params", params]
     args += ["--out", f"{out}/ss4rec.pt", "--state", f"{out}/state.pt", "--live", f"{out}/live"]
-    cmd = [sys.executable, *launcher, "-m", "recsys.train", *args]
+    cmd = [sys.executable, *launcher, "-m", "recsys.training.train", *args]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env, timeout=240)
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from recsys.config import SplitParams
-from recsys.split import run_split
+from recsys.etl.split import run_split
 from tests.conftest import PROJECT_ROOT, dvc, git, tiny_ratings
 
 CONTRACT_KEYS = {"rmse", "mae", "hr@10", "ndcg@10", "mrr@10", "n_events", "warm", "cold"}
@@ -34,13 +34,13 @@ def split_dir(tmp_path_factory) -> Path:
 def test_train_then_evaluate_write_the_contract_files(split_dir: Path, tmp_path: Path):
     params = str(PROJECT_ROOT / "params.yaml")
     ckpt = tmp_path / "models" / "bias.pt"
-    trained = stage("recsys.train", "--model", "bias", "--split", str(split_dir), "--out",
+    trained = stage("recsys.training.train", "--model", "bias", "--split", str(split_dir), "--out",
                     str(ckpt), "--params", params)  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     assert "train bias: 1 epoch(s)" in trained.stdout
 
     metrics, preds = tmp_path / "eval" / "bias.json", tmp_path / "pred" / "bias.parquet"
-    evaluated = stage("recsys.evaluate", "--model", "bias", "--checkpoint", str(ckpt),
+    evaluated = stage("recsys.training.evaluate", "--model", "bias", "--checkpoint", str(ckpt),
                       "--split", str(split_dir), "--metrics", str(metrics),
                       "--predictions", str(preds), "--params", params)  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
@@ -77,8 +77,9 @@ def test_train_then_evaluate_write_the_contract_files(split_dir: Path, tmp_path:
 
 
 def test_evaluate_names_a_missing_checkpoint_in_one_line(split_dir: Path, tmp_path: Path):
-    proc = stage("recsys.evaluate", "--model", "ncf", "--checkpoint", str(tmp_path / "no.pt"),
-                 "--split", str(split_dir), "--metrics", str(tmp_path / "m.json"),
+    proc = stage("recsys.training.evaluate", "--model", "ncf",
+                 "--checkpoint", str(tmp_path / "no.pt"), "--split", str(split_dir),
+                 "--metrics", str(tmp_path / "m.json"),
                  "--predictions", str(tmp_path / "p.parquet"),
                  "--params", str(PROJECT_ROOT / "params.yaml"))  # fmt: skip
     assert proc.returncode == 1

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from recsys.batches import split_from_frames
-from recsys.checkpoint import load_model
 from recsys.config import SplitParams, SS4RecParams, apply_preset, load_params
 from recsys.errors import RecsysError
-from recsys.split import temporal_split
-from recsys.train import resolve_device, train_model
+from recsys.etl.split import temporal_split
+from recsys.training.checkpoint import load_model
+from recsys.training.runtime import resolve_device
+from recsys.training.tensors import split_from_frames
+from recsys.training.train import train_model
 from tests.conftest import PROJECT_ROOT, tiny_ratings
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

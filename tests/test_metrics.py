@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.metrics import hit_rate_at, mae, mrr_at, ndcg_at, rank_of_targets, rmse, summarize
+from recsys.training.metrics import (
+    hit_rate_at,
+    mae,
+    mrr_at,
+    ndcg_at,
+    rank_of_targets,
+    rmse,
+    summarize,
+)
 
 RANKS = np.array([1, 3, 11, 2])  # one target each; k = 10
 

@@ -13,7 +13,7 @@ import pytest
 from recsys.config import SplitParams
 from recsys.data.canonical import write_canonical
 from recsys.errors import RecsysError
-from recsys.split import k_core, run_split, split_sizes, temporal_split
+from recsys.etl.split import k_core, run_split, split_sizes, temporal_split
 from tests.conftest import PROJECT_ROOT, tiny_ratings
 
 KEY = ["user_id", "item_id", "timestamp"]
@@ -124,7 +124,7 @@ def test_stage_cli_missing_input_is_one_line(tmp_path: Path):
         [
             sys.executable,
             "-m",
-            "recsys.split",
+            "recsys.etl.split",
             "--ratings",
             str(tmp_path / "nope.csv"),
             "--out",

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.batches import SplitData, split_from_frames
-from recsys.checkpoint import load_model
 from recsys.config import Section, SplitParams, TrainParams
 from recsys.errors import RecsysError, run_reporting_errors
+from recsys.etl.split import temporal_split
 from recsys.models.base import DataSpec, Recommender
 from recsys.models.registry import MODELS
-from recsys.split import temporal_split
-from recsys.train import train_model
+from recsys.training.checkpoint import load_model
+from recsys.training.tensors import SplitData, split_from_frames
+from recsys.training.train import train_model
 from tests.conftest import tiny_ratings
 
 CRASH_AT_STEP: dict[str, int | None] = {"step": None}  # set by a test to simulate a kill

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recsys.cli import main
-from recsys.validate import screen_ratings
+from recsys.etl.validate import screen_ratings
 
 HEADER = "user_id,item_id,rating,timestamp\n"
 GOOD = "1,10,4,880000000\n2,10,3.5,880000060\n"  # two valid rows (lines 2 and 3)

@@ -6,6 +6,8 @@
 - `outcomes`: serving day N (joining batches with prediction files), per-event and per-user
   outcomes, the salted-hash arm assignment, the CUPED pre-period.
 - `analysis`: one look's analysis of both designs and every metric.
-- `stage` (`python -m recsys.abtest`): the abtest@N DVC stage; `bench`: `recsys bench ab`;
-  `fake`: realistic fake inputs for tests and benchmarks.
+- `stage` (`python -m recsys.abtest.stage`): the abtest@N DVC stage; `report`: the report
+  stage (metrics/summary.json and the effect plot data); `compare`: `recsys compare`, the
+  same paired statistics between two experiments; `fake`: realistic fake inputs for tests
+  and benchmarks (`recsys bench ab` lives in recsys.bench.ab).
 """

@@ -1,6 +1,6 @@
 """`abtest@N` stage: does model B beat model A after day N, honestly under daily looks?
 
-    python -m recsys.abtest --day 3 --batches batches \\
+    python -m recsys.abtest.stage --day 3 --batches batches \\
         --predictions-a artifacts/predictions/ncf.parquet \\
         --predictions-b artifacts/predictions/ss4rec.parquet \\
         --out-metrics metrics/abtest/day_03.json --out-users artifacts/abtest/day_03.parquet
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,12 +189,12 @@ def analyse_day(outcomes: pd.DataFrame, day: int, params: AbtestParams) -> dict:
     return {"windows": windows, "pre": pre}
 
 
-def _jsonable(value):
+def jsonable(value):
     """NaN/inf -> None, numpy scalars -> Python, recursively (JSON has no NaN)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -228,7 +229,7 @@ def build_result(analysis: dict, day: int, params: AbtestParams, md5s: dict) -> 
         "methods": METHODS,
         "inputs": md5s,
     }
-    return _jsonable(doc)
+    return jsonable(doc)
 
 
 METHODS = {
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     from recsys.errors import run_reporting_errors
 
     parser = argparse.ArgumentParser(
-        prog="python -m recsys.abtest",
+        prog="python -m recsys.abtest.stage",
         description=__doc__.split("\n")[0],
         epilog="Day N>1 needs day N-1's JSON beside --out-metrics (the chained DVC stage).",
     )
@@ -323,3 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_reporting_errors("abtest", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

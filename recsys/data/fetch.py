@@ -36,8 +36,8 @@ from tqdm import tqdm
 from recsys.data.canonical import write_canonical
 from recsys.data.movielens import read_archive, release
 from recsys.errors import RecsysError
+from recsys.etl.validate import Validation, screen_ratings, write_quarantine
 from recsys.io import atomic_path, md5_file
-from recsys.validate import Validation, screen_ratings, write_quarantine
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
 PUBLISHED_MD5 = {

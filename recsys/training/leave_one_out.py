@@ -1,28 +1,28 @@
-"""Benchmarks outside the DVC pipeline: the literature's leave-one-out protocol and training
-throughput.
+"""The literature's leave-one-out protocol, beside the pipeline's temporal one.
 
-Leave-one-out follows RecBole's sequential convention (what SASRec / SS4Rec papers report):
-each user's events in time order (ties by item id), the last one is test, the second-to-last
-val, the rest train (users with fewer than 3 events are train only); history is every event
-before the target in that order, same-second siblings included; full ranking over all items.
-It is NOT the pipeline's temporal protocol (global time cut, strictly earlier history).
+It follows RecBole's sequential convention (what SASRec / SS4Rec papers report): each user's
+events in time order (ties by item id), the last one is test, the second-to-last val, the rest
+train (users with fewer than 3 events are train only); history is every event before the
+target in that order, same-second siblings included; full ranking over all items. It is NOT
+the pipeline's temporal protocol (global time cut, strictly earlier history). `recsys
+benchmark --protocol loo` runs it.
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from recsys.batches import EventLog, QuerySet, SplitData, split_from_frames
 from recsys.config import Params
-from recsys.evaluate import history_len, metrics_of, score_queries
 from recsys.models.registry import model_class
-from recsys.train import Trainer, model_config, resolve_device, train_model
+from recsys.training.checkpoint import load_model
+from recsys.training.runtime import resolve_device
+from recsys.training.scoring import history_len, metrics_of, score_queries
+from recsys.training.tensors import EventLog, QuerySet, SplitData, split_from_frames
+from recsys.training.train import model_config, train_model
 
 LOO_KEYS = ("hr@10", "ndcg@10", "mrr@10")
 
@@ -53,8 +53,6 @@ def run_loo(ratings: pd.DataFrame, models: list[str], params: Params) -> dict[st
 
 
 def _loo_test_metrics(checkpoint: Path, data: SplitData, params: Params) -> dict:
-    from recsys.checkpoint import load_model
-
     model, ckpt = load_model(checkpoint)
     config = model_class(ckpt["model"]).Config(**ckpt["config"])
     log, device = EventLog(data, history_by="order"), resolve_device(params.train.device)
@@ -63,32 +61,3 @@ def _loo_test_metrics(checkpoint: Path, data: SplitData, params: Params) -> dict
     scored = score_queries(model, queries, params.train.eval_batch_size, device, desc="loo test")
     overall = metrics_of(scored)
     return {**{k: overall[k] for k in LOO_KEYS}, "n_users": overall["n_events"]}
-
-
-def bench_train(data: SplitData, models: list[str], params: Params, epochs: int) -> dict:
-    """Training throughput: target events per second over `epochs` timed epochs per model."""
-    results = {}
-    for name in models:
-        trainer = Trainer(name, model_config(name, params), data, params.train)
-        epoch_seconds, samples = [], 0.0
-        for epoch in range(1, epochs + 1):
-            _synchronize(trainer.device)
-            started = time.perf_counter()
-            samples = trainer.train_epoch(epoch, None)["train/samples"]
-            _synchronize(trainer.device)
-            epoch_seconds.append(time.perf_counter() - started)
-        epoch_s = float(np.median(epoch_seconds))
-        results[name] = {
-            "samples_per_s": samples / epoch_s,
-            "epoch_s": epoch_s,
-            "L": int(trainer.train_set.tensors["hist_item"].shape[1]),
-            "batch_size": trainer.hyper.batch_size,
-            "samples_per_epoch": int(samples),
-            "device": str(trainer.device),
-        }
-    return results
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -3,7 +3,7 @@
 The file must be UTF-8 text with the header `user_id,item_id,rating,timestamp`. A file that
 cannot be read as that at all (empty, not text, no valid header, wrong delimiter, no data
 rows) is unusable. Otherwise every data line is checked by the same row rules as the daily
-batches (recsys.quality) plus the line-level ones (field count, truncated last line); valid
+batches (recsys.etl.quality) plus the line-level ones (field count, truncated last line); valid
 rows are kept, invalid ones go to a quarantine CSV (`line,reason,raw`) with their reason.
 """
 
@@ -22,8 +22,8 @@ import pandas as pd
 from recsys.config import EtlParams, load_params
 from recsys.data.canonical import RATINGS_COLUMNS, RATINGS_DTYPES
 from recsys.errors import RecsysError
+from recsys.etl.quality import RowRules, row_reasons
 from recsys.io import atomic_path
-from recsys.quality import RowRules, row_reasons
 
 HEADER = ",".join(RATINGS_COLUMNS)
 BOM = "\ufeff"

@@ -8,8 +8,9 @@ in training cannot be ranked and get rank n_items; their count is in the file. W
 a training rating, cold users none. The global-mean and user+item-bias baselines are evaluated
 in the same run as sanity rows.
 
-    python -m recsys.evaluate --model ncf --checkpoint models/ncf.pt --split artifacts/split \
-        --metrics metrics/eval/ncf.json --predictions artifacts/predictions/ncf.parquet
+    python -m recsys.training.evaluate --model ncf --checkpoint models/ncf.pt \
+        --split artifacts/split --metrics metrics/eval/ncf.json \
+        --predictions artifacts/predictions/ncf.parquet
 """
 
 from __future__ import annotations
@@ -17,26 +18,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel
-from tqdm import tqdm
 
-from recsys.batches import EventLog, QuerySet, SplitData, batch_to, iterate_batches, load_split
-from recsys.checkpoint import load_model
 from recsys.config import BiasParams, MeanParams, TrainParams, load_params
 from recsys.errors import RecsysError, run_reporting_errors
 from recsys.io import write_json, write_parquet
-from recsys.metrics import rank_of_targets, summarize
 from recsys.models.base import Recommender
 from recsys.models.baselines import ClosedFormRecommender, GlobalMean, UserItemBias
 from recsys.models.registry import model_class
+from recsys.training.checkpoint import load_model
+from recsys.training.runtime import resolve_device, seed_everything
+from recsys.training.scoring import K, Scored, history_len, metrics_of, score_queries
+from recsys.training.tensors import EventLog, QuerySet, SplitData, load_split, query_train_set
 
-K = 10
 NOTES = {
     "history": "the user's events with a strictly earlier timestamp (train, val and earlier "
     "test rows); same-second siblings are not history",
@@ -48,67 +47,8 @@ NOTES = {
 }
 
 
-@dataclass
-class Scored:
-    """Per-query outputs of a model on a QuerySet."""
-
-    pred_rating: np.ndarray  # (N,) float
-    rank: np.ndarray  # (N,) int, 1..n_items
-    rating: np.ndarray  # (N,) true rating
-    known_item: np.ndarray  # (N,) bool: target item seen in training
-    warm: np.ndarray  # (N,) bool: user has a training rating
-
-
-def history_len(model: Recommender, config: BaseModel, train: TrainParams) -> int:
-    """Events of history a model's queries carry: its config's max_len, else train.max_len."""
-    if isinstance(model, ClosedFormRecommender):
-        return 0  # the baselines read no history
-    return int(getattr(config, "max_len", train.max_len))
-
-
-@torch.no_grad()
-def score_queries(
-    model: Recommender, queries: QuerySet, batch_size: int, device: torch.device, desc: str = ""
-) -> Scored:
-    """Predicted rating and full-ranking rank of every query's target item."""
-    model.eval()
-    preds, ranks = [], []
-    n_batches = -(-len(queries) // batch_size)
-    batches = iterate_batches(len(queries), batch_size, shuffle=False)
-    for idx in tqdm(batches, total=n_batches, desc=desc, disable=None, leave=False):
-        batch = batch_to(queries.batch(idx), device)
-        pred, scores = model.predict_rating(batch).float(), model.score_items(batch).float()
-        if torch.isnan(pred).any() or torch.isnan(scores).any():
-            raise RecsysError(f"{model.name} produced NaN scores ({desc or 'evaluation'})")
-        preds.append(pred.cpu())
-        ranks.append(rank_of_targets(scores, batch["item"]).cpu())
-    whole = queries.batch(torch.arange(len(queries)))
-    return Scored(
-        pred_rating=torch.cat(preds).numpy() if preds else np.zeros(0),
-        rank=torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64),
-        rating=whole["rating"].numpy(),
-        known_item=(whole["item"] > 0).numpy(),
-        warm=(whole["user"] > 0).numpy(),
-    )
-
-
-def metrics_of(scored: Scored) -> dict:
-    """All metrics of a scored part, then of its warm and cold users apart."""
-
-    def subset(mask: np.ndarray) -> dict:
-        return summarize(
-            scored.pred_rating[mask], scored.rating[mask], scored.rank[mask],
-            scored.known_item[mask], k=K,
-        )  # fmt: skip
-
-    everything = np.ones(len(scored.rating), dtype=bool)
-    return {**subset(everything), "warm": subset(scored.warm), "cold": subset(~scored.warm)}
-
-
 def fit_baselines(data: SplitData, bias: BiasParams) -> dict[str, ClosedFormRecommender]:
     """The sanity baselines, fitted in closed form on every training event."""
-    from recsys.batches import query_train_set
-
     train_set = query_train_set(data)
     everything = train_set.batch(torch.arange(len(train_set)))
     models = {"mean": GlobalMean(MeanParams(), data.spec), "bias": UserItemBias(bias, data.spec)}
@@ -156,8 +96,6 @@ def evaluate_checkpoint(
     model_name: str | None = None,
 ) -> dict:
     """Evaluate a checkpoint and the baselines; write the metrics JSON and test predictions."""
-    from recsys.train import resolve_device, seed_everything
-
     seed_everything(train)
     model, ckpt = load_model(checkpoint)
     if model_name is not None and ckpt["model"] != model_name:
@@ -188,7 +126,7 @@ def evaluate_checkpoint(
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, evaluate, print a summary line."""
     parser = argparse.ArgumentParser(
-        prog="python -m recsys.evaluate",
+        prog="python -m recsys.training.evaluate",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],

@@ -112,7 +112,7 @@ def load_split(split_dir: str | Path) -> SplitData:
 
 def split_from_frames(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> SplitData:
     """A SplitData from in-memory parts (id maps over the training rows, as the split does)."""
-    from recsys.split import id_map
+    from recsys.etl.split import id_map
 
     users, items = IdIndex(id_map(train["user_id"])), IdIndex(id_map(train["item_id"]))
     digest = hashlib.md5()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys.batches import (
+from recsys.training.tensors import (
     EventLog,
     QuerySet,
     iterate_batches,

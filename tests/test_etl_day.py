@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.batch import day_bounds, day_window, main, run_batch
 from recsys.config import EtlParams, SplitParams
 from recsys.data.canonical import write_canonical
+from recsys.etl.day import day_bounds, day_window, main, run_batch
+from recsys.etl.quality import RowRules, quality_scores, row_reasons
+from recsys.etl.split import run_split
 from recsys.io import md5_file, write_parquet
-from recsys.quality import RowRules, quality_scores, row_reasons
-from recsys.split import run_split
 from tests.conftest import tiny_ratings
 
 COLUMNS = ["user_id", "item_id", "rating", "timestamp"]

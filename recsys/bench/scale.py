@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recsys.bench_etl import measure, synthetic_ratings
+from recsys.bench.etl import measure, synthetic_ratings
 from recsys.errors import RecsysError, run_reporting_errors
 
 # ratings, users, items of each GroupLens release (its README); keys: recsys.config.DATASETS
@@ -49,16 +49,16 @@ def train_one_epoch(model: str, split_dir: Path, params_path: Path, max_epoch_s:
     """
     import torch
 
-    from recsys.batches import load_split
     from recsys.config import load_params
-    from recsys.train import Trainer, model_config
+    from recsys.training.tensors import load_split
+    from recsys.training.train import Trainer, model_config
 
     params = load_params(params_path)
     began = time.perf_counter()
     trainer = Trainer(model, model_config(model, params), load_split(split_dir), params.train)
     prep_s = time.perf_counter() - began
     began = time.perf_counter()
-    metrics = trainer.train_epoch(1, None, max_seconds=max_epoch_s)
+    metrics = trainer.loop.run_epoch(1, None, max_seconds=max_epoch_s)
     trained_s = time.perf_counter() - began
     everything = torch.arange(len(trainer.train_set))
     samples, total = metrics["train/samples"], trainer.train_set.n_targets(everything)
@@ -72,7 +72,7 @@ def train_one_epoch(model: str, split_dir: Path, params_path: Path, max_epoch_s:
         "samples": int(samples),
         "epoch_samples": int(total),
         "samples_per_s": round(samples_per_s, 1),
-        "batch_size": trainer.hyper.batch_size,
+        "batch_size": trainer.loop.hyper.batch_size,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -98,7 +98,7 @@ def run_child(size: str, models: list[str], params_path: Path, max_epoch_s: floa
     ratings = synthetic_ratings(rows, users=users, items=items)
     with tempfile.TemporaryDirectory(prefix=f"bench-scale-{size}-") as work:
         cmd = [
-            sys.executable, "-m", "recsys.bench_scale", "--ratings", str(ratings),
+            sys.executable, "-m", "recsys.bench.scale", "--ratings", str(ratings),
             "--params", str(params_path), "--max-epoch-s", str(max_epoch_s),
             "--models", *models, "--", work,
         ]  # fmt: skip
@@ -142,8 +142,8 @@ def render(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The measured child: `python -m recsys.bench_scale --ratings CSV ... WORKDIR` prints JSON."""
-    parser = argparse.ArgumentParser(prog="python -m recsys.bench_scale", description=__doc__)
+    """The measured child: `python -m recsys.bench.scale --ratings CSV ... WORKDIR` prints JSON."""
+    parser = argparse.ArgumentParser(prog="python -m recsys.bench.scale", description=__doc__)
     parser.add_argument("--ratings", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--max-epoch-s", type=float, default=300.0)

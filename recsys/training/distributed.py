@@ -1,4 +1,4 @@
-"""torchrun / DDP plumbing for `recsys.train`: the process group, batch shards, collectives.
+"""torchrun / DDP plumbing for `recsys.training.train`: process group, batch shards, collectives.
 
 torchrun sets WORLD_SIZE, RANK, LOCAL_RANK (and LOCAL_WORLD_SIZE); without them, or with
 WORLD_SIZE 1, every helper here is a no-op and training runs the single-process code path.

@@ -1,6 +1,6 @@
 """`report` stage: the A/B story over all days -> metrics/summary.json and plot data.
 
-    python -m recsys.report --abtest-dir metrics/abtest --days 20 \\
+    python -m recsys.abtest.report --abtest-dir metrics/abtest --days 20 \\
         --out-summary metrics/summary.json --out-plot metrics/abtest_effects.csv
 
 The plot file has one row per day: for every metric the cumulative estimate B - A of the
@@ -103,7 +103,7 @@ def run_report(
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, write the report, print the final decision."""
     parser = argparse.ArgumentParser(
-        prog="python -m recsys.report", description=__doc__.split("\n")[0]
+        prog="python -m recsys.abtest.report", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--abtest-dir", type=Path, required=True, help="folder of day_NN.json")
     parser.add_argument("--days", type=int, default=None, help="default: abtest.n_days")

@@ -138,7 +138,7 @@ def measure_times(layer: str, batch: int, length: int, repeats: dict[str, int]) 
 
 def _subprocess(call: str, env: dict[str, str]) -> dict:
     """`recsys.bench.<call>` in a fresh interpreter; RuntimeError with its last error line."""
-    code = f"import json, recsys.bench as b; print(json.dumps(b.{call}))"
+    code = f"import json, recsys.bench.scan as b; print(json.dumps(b.{call}))"
     try:
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, env=env

@@ -23,7 +23,7 @@ import pandas as pd
 from recsys.abtest import stats
 from recsys.abtest.analysis import paired_metric
 from recsys.abtest.outcomes import KEY, event_outcomes, per_user, read_predictions
-from recsys.abtest.stage import _jsonable
+from recsys.abtest.stage import jsonable
 from recsys.config import AB_METRICS, PARAMS_FILE, AbtestParams, load_params
 from recsys.errors import RecsysError
 
@@ -229,6 +229,6 @@ def _row(metric: str, r: dict, alpha: float) -> list[str]:
 
 def compare_command(exp_a: str, exp_b: str, model: str, model_b: str | None, as_json: bool) -> int:
     """`recsys compare`: print the comparison table, or the result as JSON."""
-    result = _jsonable(compare(exp_a, exp_b, model, model_b))
+    result = jsonable(compare(exp_a, exp_b, model, model_b))
     print(json.dumps(result, indent=2) if as_json else render_comparison(result))
     return 0

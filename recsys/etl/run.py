@@ -19,10 +19,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from recsys.batch import log_event, timing_path
 from recsys.errors import RecsysError
+from recsys.etl.day import log_event, timing_path
+from recsys.etl.quality import METRICS
 from recsys.pipeline import StageState, run_dvc, stage_states
-from recsys.quality import METRICS
 
 STAGE = re.compile(r"^batch@(\d+)$")
 

@@ -6,7 +6,7 @@ precedes a train event and the fractions are exact. k-core filtering looks at tr
 so nothing after the train cut-off informs what is kept before it; val and test are kept whole
 (their cold users and items are what the evaluation reports apart).
 
-    python -m recsys.split --ratings data/ml-100k/ratings.csv --out artifacts/split
+    python -m recsys.etl.split --ratings data/ml-100k/ratings.csv --out artifacts/split
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def run_split(ratings_path: Path, out_dir: Path, params: SplitParams) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the split, print one summary line."""
     parser = argparse.ArgumentParser(
-        prog="python -m recsys.split", description=__doc__.split("\n")[0]
+        prog="python -m recsys.etl.split", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--ratings", type=Path, required=True, help="canonical ratings.csv")
     parser.add_argument("--out", type=Path, required=True, help="output folder")

@@ -12,7 +12,7 @@ A day's slice = its accepted rows (`day_NN.parquet`) + its quarantined rows (wit
 each), so the 20 days together hold every test row exactly once. A day whose quality is
 below `etl.min_quality` writes its quarantine and quality report, no day file, and exits 1.
 
-    python -m recsys.batch --day 3 --split artifacts/split --out batches/day_03.parquet \\
+    python -m recsys.etl.day --day 3 --split artifacts/split --out batches/day_03.parquet \\
         --quarantine batches/quarantine/day_03.parquet --quality metrics/quality/day_03.json
 """
 
@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 from recsys.config import EtlParams, load_params
 from recsys.data.canonical import RATINGS_COLUMNS, RATINGS_DTYPES
 from recsys.errors import RecsysError, run_reporting_errors
+from recsys.etl.quality import METRICS, RowRules, quality_scores, reason_counts, row_reasons
 from recsys.io import write_json, write_parquet
-from recsys.quality import METRICS, RowRules, quality_scores, reason_counts, row_reasons
 
 
 def log_event(event: str, **fields) -> None:
@@ -227,7 +227,7 @@ def write_timing(quality: Path, day: int, rows: int, seconds: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run one day, print one summary line."""
     parser = argparse.ArgumentParser(
-        prog="python -m recsys.batch", description=__doc__.split("\n")[0]
+        prog="python -m recsys.etl.day", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--day", type=int, required=True, help="1-based day number")
     parser.add_argument("--split", type=Path, required=True, help="the split stage's folder")

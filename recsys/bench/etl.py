@@ -43,8 +43,8 @@ def synthetic_ratings(rows: int, users: int | None = None, items: int | None = N
 
 def measure(ratings: Path, work: Path) -> dict:
     """Split, then every day with its quality checks; seconds per phase (in this process)."""
-    from recsys.batch import run_batch
-    from recsys.split import run_split
+    from recsys.etl.day import run_batch
+    from recsys.etl.split import run_split
 
     began = time.perf_counter()
     meta = run_split(ratings, work / "split", SplitParams())
@@ -76,7 +76,7 @@ def bench_etl(rows: int) -> dict:
     """Run `measure` in a child process on `rows` synthetic ratings; add its peak RSS."""
     ratings = synthetic_ratings(rows)
     with tempfile.TemporaryDirectory(prefix="bench-etl-") as work:
-        cmd = [sys.executable, "-m", "recsys.bench_etl", "--ratings", str(ratings), work]
+        cmd = [sys.executable, "-m", "recsys.bench.etl", "--ratings", str(ratings), work]
         began = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         process_s = time.perf_counter() - began
@@ -107,8 +107,8 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The measured child: `python -m recsys.bench_etl --ratings CSV WORKDIR` prints JSON."""
-    parser = argparse.ArgumentParser(prog="python -m recsys.bench_etl", description=__doc__)
+    """The measured child: `python -m recsys.bench.etl --ratings CSV WORKDIR` prints JSON."""
+    parser = argparse.ArgumentParser(prog="python -m recsys.bench.etl", description=__doc__)
     parser.add_argument("--ratings", type=Path, required=True)
     parser.add_argument("work", type=Path)
     args = parser.parse_args(argv)
