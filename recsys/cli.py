@@ -193,6 +193,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_eval(args: argparse.Namespace) -> int:
+    from recsys.bench.eval import bench_eval
+    from recsys.config import load_params
+    from recsys.training.tensors import load_split
+
+    params = load_params()
+    if args.threads:
+        params.train.num_threads = args.threads
+    results = bench_eval(
+        load_split(args.split), args.models, params, args.checkpoints, args.repeats
+    )
+    _print_table(results, args.json)
+    return 0
+
+
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fetch",
@@ -335,7 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark(sub)
     _add_experiments(sub)
     _add_compare(sub)
-    for add in (_add_bench_scan, _add_bench_train, _add_bench_scale):
+    for add in (
+        _add_bench_scan,
+        _add_bench_train,
+        _add_bench_eval,
+        _add_bench_demo,
+        _add_bench_scale,
+    ):
         add(bench)
     return parser
 
@@ -374,6 +395,51 @@ def _add_bench_train(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=1, help="timed epochs per model (median)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench_demo(args: argparse.Namespace) -> int:
+    import json
+
+    from recsys.bench.demo import bench_demo
+
+    result = bench_demo(Path("."), args.keep, echo=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for name, seconds in result["by_stage"].items():
+        print(f"{name:<16} {seconds:8.1f} s")
+    print(f"{'dvc repro':<16} {result['total_s']:8.1f} s in all")
+    return 0
+
+
+def _add_bench_demo(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser(
+        "demo",
+        help="wall time of each `dvc repro` stage on a fresh clone of this repository",
+        description="Clones the committed HEAD into a temporary folder, copies data/ in, runs "
+        "`dvc repro` there and times every stage (from DVC's 'Running stage' line to the "
+        "next). Prints {total_s, stages: {stage: s}, by_stage: {stage or foreach@*: s}}.",
+    )
+    p.add_argument("--keep", type=Path, default=None, help="clone here and keep it (new folder)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_bench_demo)
+
+
+def _add_bench_eval(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser(
+        "eval",
+        help="queries/s of the fast scorer vs the per-query reference, and their agreement",
+        description="Scores every val and test query of the split with both paths in one run "
+        "(the checkpoint in --checkpoints when present, else a model built from params.yaml). "
+        "Prints {model: {fast_queries_per_s, reference_queries_per_s, max_abs_diff, ...}}.",
+    )
+    p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
+    p.add_argument("--split", type=Path, default=Path("artifacts/split"))
+    p.add_argument("--checkpoints", type=Path, default=Path("models"), help="default: models")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per path (median)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: train.num_threads)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_bench_eval)
 
 
 def _cmd_bench_scale(args: argparse.Namespace) -> int:

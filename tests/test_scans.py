@@ -58,6 +58,16 @@ def test_selective_scan_matches_reference_forward_and_backward(dtype):
         assert (a - b).abs().max().item() <= 1e-5 * scale, name
 
 
+def test_inference_scan_equals_the_training_forward_bit_for_bit():
+    """Without autograd the scan keeps one running state; the values are the same bytes."""
+    inputs = selective_inputs(batch=4, length=23)
+    trained = selective_scan(*inputs)  # inputs require grad: the autograd Function
+    with torch.inference_mode():
+        inferred = selective_scan(*(t.detach() for t in inputs))
+    assert trained.requires_grad and not inferred.requires_grad
+    assert torch.equal(trained.detach(), inferred)
+
+
 def test_selective_scan_gradcheck_float64():
     inputs = selective_inputs(batch=2, length=6, d_inner=3, d_state=2, dtype=torch.float64)
     assert torch.autograd.gradcheck(_SelectiveScanFn.apply, inputs[:5])

@@ -47,12 +47,15 @@ class Toy(Recommender):
         self.offset = nn.Parameter(torch.zeros(()))
         self.dropout = nn.Dropout(0.5)  # uses the global RNG: resume must restore it
 
-    def predict_rating(self, batch):
-        dot = (self.dropout(self.user(batch["user"])) * self.item(batch["item"])).sum(-1)
+    def query_state(self, batch):
+        return batch["user"]
+
+    def rate(self, state, item):
+        dot = (self.dropout(self.user(state)) * self.item(item)).sum(-1)
         return self.data.rating_mean + self.offset + dot
 
-    def score_items(self, batch):
-        scores = self.user(batch["user"]) @ self.item.weight.T  # (B, n_items + 1)
+    def rank_scores(self, state):
+        scores = self.user(state) @ self.item.weight.T  # (B, n_items + 1)
         scores[:, 0] = -torch.inf
         return scores
 

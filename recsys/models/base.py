@@ -52,6 +52,9 @@ class Recommender(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
     training_kind: ClassVar[Literal["query", "sequence"]] = "query"
+    # What a query's state depends on: "user" (its user index alone) or "history" (its history
+    # window and the time of its target: the same for same-second siblings of one user).
+    context: ClassVar[Literal["user", "history"]] = "user"
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Scalar training loss on a batch of this model's training_kind."""
@@ -59,8 +62,23 @@ class Recommender(nn.Module):
 
     def predict_rating(self, batch: Batch) -> torch.Tensor:
         """Predicted rating of each query's target item, (B,)."""
-        raise NotImplementedError
+        return self.rate(self.query_state(batch), batch["item"])
 
     def score_items(self, batch: Batch) -> torch.Tensor:
         """Scores of every item for each query, (B, n_items + 1); column 0 is -inf."""
+        return self.rank_scores(self.query_state(batch))
+
+    # Both answers go through the query's state: what they depend on besides the target item.
+    # Queries with the same context (`context`) have the same state, so a scorer encodes each
+    # distinct context once (recsys.training.scoring) and rates and ranks every query from it.
+    def query_state(self, batch: Batch) -> torch.Tensor:
+        """The state each query is answered from, (B, ...): a function of its `context` only."""
+        raise NotImplementedError
+
+    def rate(self, state: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Predicted rating of `item` (B,) for queries in `state` (B, ...), (B,)."""
+        raise NotImplementedError
+
+    def rank_scores(self, state: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for queries in `state` (B, ...), (B, n_items + 1), column 0 -inf."""
         raise NotImplementedError

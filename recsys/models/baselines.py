@@ -25,8 +25,12 @@ class ClosedFormRecommender(Recommender):
         """MSE of the rating predictions (for reporting; fitting is closed form)."""
         return F.mse_loss(self.predict_rating(batch), batch["rating"])
 
-    def _item_scores(self, per_item: torch.Tensor, batch: Batch) -> torch.Tensor:
-        scores = per_item.expand(len(batch["user"]), -1).clone()  # (B, n_items + 1)
+    def query_state(self, batch: Batch) -> torch.Tensor:
+        """The user index (B,)."""
+        return batch["user"]
+
+    def _item_scores(self, per_item: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+        scores = per_item.expand(len(user), -1).clone()  # (B, n_items + 1)
         scores[:, 0] = -torch.inf
         return scores
 
@@ -49,11 +53,11 @@ class GlobalMean(ClosedFormRecommender):
         counts = torch.bincount(batch["item"], minlength=self.data.n_items + 1).float()
         self.popularity.copy_(counts)
 
-    def predict_rating(self, batch: Batch) -> torch.Tensor:
-        return self.mean.expand(len(batch["user"])).clone()
+    def rate(self, state: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.mean.expand(len(state)).clone()
 
-    def score_items(self, batch: Batch) -> torch.Tensor:
-        return self._item_scores(self.popularity, batch)
+    def rank_scores(self, state: torch.Tensor) -> torch.Tensor:
+        return self._item_scores(self.popularity, state)
 
 
 class UserItemBias(ClosedFormRecommender):
@@ -88,12 +92,12 @@ class UserItemBias(ClosedFormRecommender):
         self.user_bias.copy_(user_bias)
         self.item_bias.copy_(item_bias)
 
-    def predict_rating(self, batch: Batch) -> torch.Tensor:
-        raw = self.mean + self.user_bias[batch["user"]] + self.item_bias[batch["item"]]
+    def rate(self, state: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        raw = self.mean + self.user_bias[state] + self.item_bias[item]
         return raw.clamp(self.data.rating_min, self.data.rating_max)
 
-    def score_items(self, batch: Batch) -> torch.Tensor:
-        return self._item_scores(self.item_bias, batch)
+    def rank_scores(self, state: torch.Tensor) -> torch.Tensor:
+        return self._item_scores(self.item_bias, state)
 
 
 def _ridge_means(

@@ -92,14 +92,18 @@ class NCF(Recommender):
             logits, labels
         )
 
-    def predict_rating(self, batch: Batch) -> torch.Tensor:
+    def query_state(self, batch: Batch) -> torch.Tensor:
+        """The user index (B,): NCF reads no history."""
+        return batch["user"]
+
+    def rate(self, state: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predicted rating of each (user, item), clamped to the rating scale, (B,)."""
-        rating = self._rating(batch["user"], batch["item"])
+        rating = self._rating(state, item)
         return rating.clamp(self.data.rating_min, self.data.rating_max)
 
-    def score_items(self, batch: Batch) -> torch.Tensor:
-        """Ranking logits of every item for each query's user, (B, n_items + 1)."""
-        user = batch["user"]
+    def rank_scores(self, state: torch.Tensor) -> torch.Tensor:
+        """Ranking logits of every item for each user in `state` (B,), (B, n_items + 1)."""
+        user = state
         gmf = self.user_gmf(user).unsqueeze(1) * self.item_gmf.weight  # (B, I, gmf_dim)
         first_user = self.mlp_first_user(self.user_mlp(user)).unsqueeze(1)  # (B, 1, h)
         first_item = self.mlp_first_item(self.item_mlp.weight)  # (I, h)

@@ -48,11 +48,13 @@ class _SelectiveScanFn(torch.autograd.Function):
         B_t, C_t = B.transpose(0, 1).contiguous(), C.transpose(0, 1).contiguous()  # (L, B, N)
         states = u.new_empty(length, batch, *A.shape)  # (L, B, D, N), kept for backward
         ys = u.new_empty(length, batch, A.shape[0])  # (L, B, D)
+        decay = u.new_empty(batch, *A.shape)  # exp(Δ_t A), one buffer for every step
         for t in range(length):
             if t == 0:
                 h = states[0].zero_()
             else:
-                h = torch.mul(torch.exp(delta_t[t].unsqueeze(-1) * A), h, out=states[t])
+                torch.mul(delta_t[t].unsqueeze(-1), A, out=decay)
+                h = torch.mul(decay.exp_(), h, out=states[t])
             h.addcmul_(delta_u[t].unsqueeze(-1), B_t[t].unsqueeze(1))
             torch.bmm(h, C_t[t].unsqueeze(-1), out=ys[t].unsqueeze(-1))
         ctx.save_for_backward(u, delta, A, states, delta_t, delta_u, B_t, C_t)
@@ -67,6 +69,7 @@ class _SelectiveScanFn(torch.autograd.Function):
         grad_A = torch.zeros_like(states[0])  # per batch row, summed at the end
         grad_du, grad_dt = torch.empty_like(delta_u), torch.zeros_like(delta_t)  # (L, B, D)
         grad_B, grad_C = torch.empty_like(B_t), torch.empty_like(C_t)  # (L, B, N)
+        decay, w = torch.empty_like(g), torch.empty_like(g)  # per-step buffers, (B, D, N)
         for t in range(length - 1, -1, -1):
             g.addcmul_(grad_y_t[t].unsqueeze(-1), C_t[t].unsqueeze(1))
             torch.bmm(grad_y_t[t].unsqueeze(1), states[t], out=grad_C[t].unsqueeze(1))
@@ -74,8 +77,9 @@ class _SelectiveScanFn(torch.autograd.Function):
             torch.bmm(g, B_t[t].unsqueeze(-1), out=grad_du[t].unsqueeze(-1))
             if t == 0:
                 break
-            g.mul_(torch.exp(delta_t[t].unsqueeze(-1) * A))  # now carries dLoss/dh_{t-1}
-            w = g * states[t - 1]  # dLoss/d(Δ_t A), (B, D, N)
+            torch.mul(delta_t[t].unsqueeze(-1), A, out=decay)
+            g.mul_(decay.exp_())  # now carries dLoss/dh_{t-1}
+            torch.mul(g, states[t - 1], out=w)  # dLoss/d(Δ_t A), (B, D, N)
             grad_A.addcmul_(w, delta_t[t].unsqueeze(-1))
             torch.sum(w.mul_(A), -1, out=grad_dt[t])
         grad_du, grad_dt = grad_du.transpose(0, 1), grad_dt.transpose(0, 1)  # (B, L, D)
@@ -95,8 +99,15 @@ def selective_scan(
     C: torch.Tensor,
     D: torch.Tensor | None = None,
     use_cuda_kernel: bool | None = None,
+    keep_states: bool | None = None,
 ) -> torch.Tensor:
-    """Mamba's selective scan: u, delta (B, L, D); A (D, N); B, C (B, L, N) -> y (B, L, D)."""
+    """Mamba's selective scan: u, delta (B, L, D); A (D, N); B, C (B, L, N) -> y (B, L, D).
+
+    keep_states: store every (B, D, N) state for a backward pass; by default only when a
+    gradient is wanted (otherwise one running state, the same values bit for bit).
+    """
+    if keep_states is None:
+        keep_states = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
     if use_cuda_kernel is None:
         use_cuda_kernel = u.is_cuda and cuda_kernel_available()
     if use_cuda_kernel:
@@ -107,9 +118,28 @@ def selective_scan(
             B.transpose(1, 2).contiguous(),
             C.transpose(1, 2).contiguous(),
         ).transpose(1, 2)
-    else:
+    elif keep_states:
         y = _SelectiveScanFn.apply(u, delta, A, B, C)
+    else:
+        y = _selective_scan_inference(u, delta, A, B, C)
     return y if D is None else y + u * D
+
+
+def _selective_scan_inference(u, delta, A, B, C):  # (B,L,D) (B,L,D) (D,N) (B,L,N) (B,L,N)
+    """The forward of _SelectiveScanFn with one running (B, D, N) state: no states kept."""
+    batch, length, _ = u.shape
+    delta_t = delta.transpose(0, 1).contiguous()  # (L, B, D)
+    delta_u = (delta * u).transpose(0, 1).contiguous()  # (L, B, D)
+    B_t, C_t = B.transpose(0, 1).contiguous(), C.transpose(0, 1).contiguous()  # (L, B, N)
+    h, decay = u.new_zeros(batch, *A.shape), u.new_empty(batch, *A.shape)  # (B, D, N)
+    ys = u.new_empty(length, batch, A.shape[0])  # (L, B, D)
+    for t in range(length):
+        if t > 0:
+            torch.mul(delta_t[t].unsqueeze(-1), A, out=decay)
+            h.mul_(decay.exp_())
+        h.addcmul_(delta_u[t].unsqueeze(-1), B_t[t].unsqueeze(1))
+        torch.bmm(h, C_t[t].unsqueeze(-1), out=ys[t].unsqueeze(-1))
+    return ys.transpose(0, 1)
 
 
 def selective_scan_reference(

@@ -48,6 +48,7 @@ class SS4Rec(Recommender):
     name = "ss4rec"
     Config = SS4RecParams
     training_kind = "sequence"
+    context = "history"
 
     def __init__(self, cfg: SS4RecParams, data: DataSpec) -> None:
         super().__init__()
@@ -81,7 +82,7 @@ class SS4Rec(Recommender):
             x = block(x, step, mask)
         return x
 
-    def _query_state(self, batch: Batch) -> torch.Tensor:
+    def query_state(self, batch: Batch) -> torch.Tensor:
         """The user state at the moment of each query's target, (B, H)."""
         hist_gap, mask = batch["hist_gap"], batch["hist_mask"]
         if hist_gap.shape[1] == 0:
@@ -115,11 +116,10 @@ class SS4Rec(Recommender):
         rating_error = self._rating(state, next_item) - batch["next_rating"][valid]
         return next_item_loss + self.cfg.rating_weight * rating_error.pow(2).mean()
 
-    def predict_rating(self, batch: Batch) -> torch.Tensor:
+    def rate(self, state: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predicted rating of each query's target, clamped to the rating scale, (B,)."""
-        rating = self._rating(self._query_state(batch), batch["item"])
-        return rating.clamp(self.data.rating_min, self.data.rating_max)
+        return self._rating(state, item).clamp(self.data.rating_min, self.data.rating_max)
 
-    def score_items(self, batch: Batch) -> torch.Tensor:
-        """Next-item scores of every item for each query, (B, n_items + 1)."""
-        return self._item_logits(self._query_state(batch))
+    def rank_scores(self, state: torch.Tensor) -> torch.Tensor:
+        """Next-item scores of every item for each query state, (B, n_items + 1)."""
+        return self._item_logits(state)

@@ -95,6 +95,7 @@ class SelectiveSSM(nn.Module):
         self.D = nn.Parameter(torch.ones(d_inner))
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
         self.d_state = d_state
+        self.keep_states: bool | None = None  # scan option; `recsys bench eval` sets True
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, L, H), mask (B, L) -> (B, L, H)."""
@@ -104,5 +105,7 @@ class SelectiveSSM(nn.Module):
         u = F.silu(u)
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt)) * keep  # (B, L, Di); 0 at padding
-        y = selective_scan(u, delta, -torch.exp(self.A_log), B, C, self.D)
+        y = selective_scan(
+            u, delta, -torch.exp(self.A_log), B, C, self.D, keep_states=self.keep_states
+        )
         return self.out_proj(y * F.silu(gate)) * keep

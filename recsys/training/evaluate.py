@@ -32,7 +32,7 @@ from recsys.models.base import Recommender
 from recsys.models.baselines import ClosedFormRecommender, GlobalMean, UserItemBias
 from recsys.models.registry import model_class
 from recsys.training.checkpoint import load_model
-from recsys.training.runtime import resolve_device, seed_everything
+from recsys.training.runtime import keep_freed_memory, resolve_device, seed_everything
 from recsys.training.scoring import K, Scored, history_len, metrics_of, score_queries
 from recsys.training.tensors import EventLog, QuerySet, SplitData, load_split, query_train_set
 
@@ -97,6 +97,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """Evaluate a checkpoint and the baselines; write the metrics JSON and test predictions."""
     seed_everything(train)
+    keep_freed_memory()
     model, ckpt = load_model(checkpoint)
     if model_name is not None and ckpt["model"] != model_name:
         raise RecsysError(f"{checkpoint}: holds model {ckpt['model']!r}, not {model_name!r}")

@@ -41,11 +41,56 @@ def history_len(model: Recommender, config: BaseModel, train: TrainParams) -> in
     return int(getattr(config, "max_len", train.max_len))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_queries(
     model: Recommender, queries: QuerySet, batch_size: int, device: torch.device, desc: str = ""
 ) -> Scored:
-    """Predicted rating and full-ranking rank of every query's target item."""
+    """Predicted rating and full-ranking rank of every query's target item.
+
+    Each distinct context (`model.context`: a user, or a history window with its target time)
+    is encoded once, in chunks of similar history length that drop their common left padding
+    (a model's state never depends on padding); every query of that context is rated and
+    ranked from its state, without autograd. Equal to `score_queries_reference` up to float
+    rounding (tests check it on real queries).
+    """
+    model.eval()
+    first, which = queries.contexts(model.context)
+    # contexts by history length, so that a chunk's windows can drop their common left padding
+    n_hist = queries.n_hist.numpy()[first] if model.context == "history" else 0 * first
+    by_length = np.argsort(n_hist, kind="stable")
+    first, rank_of = first[by_length], np.argsort(by_length)
+    which = rank_of[which]  # contexts renumbered in that order
+    by_context = np.argsort(which, kind="stable")  # queries grouped by context
+    bounds = np.searchsorted(which[by_context], np.arange(len(first) + 1))
+    preds = torch.zeros(len(queries))
+    ranks = torch.zeros(len(queries), dtype=torch.long)
+    chunks = range(0, len(first), batch_size)
+    for lo in tqdm(chunks, desc=desc, disable=None, leave=False):
+        hi = min(lo + batch_size, len(first))
+        width = int(n_hist[by_length[hi - 1]])  # the longest history of the chunk
+        reps = queries.batch(torch.from_numpy(first[lo:hi]), width=width)
+        state = model.query_state(batch_to(reps, device))
+        scores = model.rank_scores(state).float()  # (G, n_items + 1)
+        members = by_context[bounds[lo] : bounds[hi]]  # the queries of contexts lo..hi-1
+        for part in np.array_split(members, -(-len(members) // batch_size) or 1):
+            local = torch.from_numpy(which[part] - lo).to(device)
+            item = queries.log.item[queries.rows[torch.from_numpy(part)]].to(device)
+            pred = model.rate(state[local], item).float()
+            if torch.isnan(pred).any() or torch.isnan(scores).any():
+                raise RecsysError(f"{model.name} produced NaN scores ({desc or 'evaluation'})")
+            preds[part] = pred.cpu()
+            ranks[part] = rank_of_targets(scores[local], item).cpu()
+    return _scored(queries, preds, ranks)
+
+
+@torch.no_grad()
+def score_queries_reference(
+    model: Recommender, queries: QuerySet, batch_size: int, device: torch.device, desc: str = ""
+) -> Scored:
+    """score_queries the plain way: every query encoded on its own, twice (rating, ranking).
+
+    The reference the fast path is tested and benchmarked against (`recsys bench eval`).
+    """
     model.eval()
     preds, ranks = [], []
     n_batches = -(-len(queries) // batch_size)
@@ -57,10 +102,15 @@ def score_queries(
             raise RecsysError(f"{model.name} produced NaN scores ({desc or 'evaluation'})")
         preds.append(pred.cpu())
         ranks.append(rank_of_targets(scores, batch["item"]).cpu())
+    empty = (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    return _scored(queries, *((torch.cat(preds), torch.cat(ranks)) if preds else empty))
+
+
+def _scored(queries: QuerySet, preds: torch.Tensor, ranks: torch.Tensor) -> Scored:
     whole = queries.batch(torch.arange(len(queries)))
     return Scored(
-        pred_rating=torch.cat(preds).numpy() if preds else np.zeros(0),
-        rank=torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64),
+        pred_rating=preds.numpy(),
+        rank=ranks.numpy(),
         rating=whole["rating"].numpy(),
         known_item=(whole["item"] > 0).numpy(),
         warm=(whole["user"] > 0).numpy(),

@@ -182,10 +182,15 @@ class QuerySet:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batch(self, idx: torch.Tensor) -> Batch:
-        """The query batch for queries `idx` (B,)."""
+    def batch(self, idx: torch.Tensor, width: int | None = None) -> Batch:
+        """The query batch for queries `idx` (B,), history L = max_len columns (or `width`).
+
+        A narrower `width` drops left padding only when it is at least the longest history in
+        the batch: a scorer's shortcut, exact because padding never reaches a model's state.
+        """
         log, rows, end, n_hist = self.log, self.rows[idx], self.end[idx], self.n_hist[idx]
-        offsets = torch.arange(self.max_len) - self.max_len  # (L,) -L..-1
+        width = self.max_len if width is None else width
+        offsets = torch.arange(width) - width  # (L,) -L..-1
         positions = (end[:, None] + offsets).clamp(min=0)  # (B, L)
         mask = offsets[None, :] >= -n_hist[:, None]  # (B, L) right-aligned
         last = (end - 1).clamp(min=0)
@@ -204,6 +209,23 @@ class QuerySet:
     def n_targets(self, idx: torch.Tensor) -> int:
         """Training target events in a batch: one per query."""
         return len(idx)
+
+    def contexts(self, context: str) -> tuple[np.ndarray, np.ndarray]:
+        """Queries with the same context: (one query per context (G,), context of each (N,)).
+
+        "user": the user index. "history": the history window (its end and length) and the
+        target's timestamp, which fix the window's items, ratings, gaps and the gap to the
+        target; same-second siblings of one user share all of them (history is strictly
+        earlier), so they share one context.
+        """
+        if context == "user":
+            keys = self.log.user[self.rows].numpy()[:, None]
+        else:
+            keys = np.stack(
+                [self.end.numpy(), self.n_hist.numpy(), self.log.seconds[self.rows].numpy()], 1
+            )
+        _, first, which = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        return first.astype(np.int64), which.reshape(-1).astype(np.int64)
 
 
 class TensorSet:

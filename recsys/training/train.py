@@ -38,7 +38,12 @@ from recsys.models.registry import model_class
 from recsys.training.checkpoint import model_payload
 from recsys.training.distributed import DistContext, context_from_env, process_group, run_on_main
 from recsys.training.loop import EpochLoop, Hyper, hyper_of
-from recsys.training.runtime import job_device, peak_memory_mb, seed_everything
+from recsys.training.runtime import (
+    job_device,
+    keep_freed_memory,
+    peak_memory_mb,
+    seed_everything,
+)
 from recsys.training.scoring import history_len, metrics_of, score_queries
 from recsys.training.state import EarlyStopping, RunState
 from recsys.training.tensors import (
@@ -79,6 +84,7 @@ class Trainer:
         dist: DistContext | None = None,
     ):
         seed_everything(train)
+        keep_freed_memory()
         self.name, self.config, self.data, self.train = model_name, config, data, train
         self.dist = dist or DistContext()
         self.device = job_device(train.device, self.dist)

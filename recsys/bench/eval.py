@@ -1,0 +1,82 @@
+"""`recsys bench eval`: queries/s of the fast scorer against the per-query reference path.
+
+Both score the same queries (every val and test event of the split, as `evaluate@` does) with
+the same model, in one run: the checkpoint in `models/<model>.pt` when there is one, else the
+model freshly built from params.yaml (speed does not depend on the weights). The reference
+is the path as it was before the fast one: each query encoded on its own, twice (rating and
+ranking), its scans storing every state; the fast path encodes each distinct context once,
+without stored states. `max_abs_diff` is the largest difference of their predicted ratings,
+`rank_mismatches` the queries whose rank differs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys.config import Params
+from recsys.models.registry import model_class
+from recsys.models.ssm import SelectiveSSM
+from recsys.training.checkpoint import load_model
+from recsys.training.runtime import keep_freed_memory, resolve_device, seed_everything
+from recsys.training.scoring import history_len, score_queries, score_queries_reference
+from recsys.training.tensors import EventLog, QuerySet, SplitData
+from recsys.training.train import model_config
+
+
+def eval_model(name: str, data: SplitData, params: Params, checkpoints: Path | None):
+    """The model to score with: its checkpoint if present, else built from params."""
+    path = None if checkpoints is None else checkpoints / f"{name}.pt"
+    if path is not None and path.is_file():
+        model, ckpt = load_model(path)
+        return model, model_class(ckpt["model"]).Config(**ckpt["config"]), str(path)
+    config = model_config(name, params)
+    return model_class(name)(config, data.spec), config, "initialised from params.yaml"
+
+
+def keep_states(model: torch.nn.Module, keep: bool | None) -> None:
+    """Make every selective scan of `model` store its states (True) or decide itself (None)."""
+    for module in model.modules():
+        if isinstance(module, SelectiveSSM):
+            module.keep_states = keep
+
+
+def bench_eval(
+    data: SplitData, models: list[str], params: Params, checkpoints: Path | None, repeats: int
+) -> dict:
+    """Per model: fast and reference queries/s (median of `repeats`), and their agreement."""
+    seed_everything(params.train)
+    keep_freed_memory()
+    device = resolve_device(params.train.device)
+    log, results = EventLog(data), {}
+    rows = np.r_[log.rows_of("val"), log.rows_of("test")]
+    for name in models:
+        model, config, source = eval_model(name, data, params, checkpoints)
+        model.to(device)
+        queries = QuerySet(log, rows, history_len(model, config, params.train))
+        timed = {}
+        for path, scorer in (("fast", score_queries), ("reference", score_queries_reference)):
+            keep_states(model, path == "reference")  # the reference scans as before the fast path
+            seconds = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                scored = scorer(model, queries, params.train.eval_batch_size, device)
+                seconds.append(time.perf_counter() - started)
+            timed[path] = (float(np.median(seconds)), scored)
+        keep_states(model, None)
+        (fast_s, fast), (ref_s, ref) = timed["fast"], timed["reference"]
+        results[name] = {
+            "fast_queries_per_s": len(queries) / fast_s,
+            "reference_queries_per_s": len(queries) / ref_s,
+            "speedup": ref_s / fast_s,
+            "max_abs_diff": float(np.max(np.abs(fast.pred_rating - ref.pred_rating), initial=0)),
+            "rank_mismatches": int(np.sum(fast.rank != ref.rank)),
+            "n_queries": len(queries),
+            "n_contexts": len(queries.contexts(model.context)[0]),
+            "threads": torch.get_num_threads(),
+            "model": source,
+        }
+    return results
