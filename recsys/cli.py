@@ -272,16 +272,20 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check a ratings CSV; quarantine bad rows (exit 0 ok, 3 rows quarantined, 1 unusable)",
         description="Validate a canonical ratings CSV (user_id,item_id,rating,timestamp) with "
-        "the same row rules as the daily batches. Exit 0: every row valid; 3: usable, bad rows "
+        "the same row rules as the daily batches; ids and timestamps are read as exact integers. "
+        "Exit 0: every row valid (a stale quarantine file is removed); 3: usable, bad rows "
         "written to the quarantine CSV; 1: file unusable (empty, no header, wrong delimiter, "
-        "not text); 2: usage error (e.g. no such file).",
+        "not UTF-8 text) or unreadable; 2: usage error (no such file, a directory or FIFO, a "
+        "--quarantine path that is the input or another file's).",
     )
-    p.add_argument("file", help="the CSV to check")
+    p.add_argument("file", help="the CSV to check (UTF-8; LF, CRLF or CR line ends)")
     p.add_argument(
         "--quarantine",
         default=None,
         metavar="OUT",
-        help="where rejected rows go (default: FILE.quarantine.csv beside it)",
+        help="where rejected rows go (default: FILE.quarantine.csv beside it); never FILE "
+        "itself, and an existing OUT must be an earlier quarantine (first line "
+        "'line,reason,raw')",
     )
     p.add_argument("--show", type=int, default=20, help="problem lines to print (default 20)")
     p.set_defaults(func=_cmd_validate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import hashlib
 import http.server
@@ -433,6 +435,77 @@ def test_cli_error_is_one_line(tmp_path: Path, monkeypatch, case: str) -> None:
     assert proc.stderr.startswith("recsys fetch: error: ") and "Traceback" not in proc.stderr
     assert not (tmp_path / "data/ml-100k").exists()
     assert not (tmp_path / "data/ml-1m").exists()
+
+
+# --- bad local files: nothing lost, one line per problem ---------------------------------------
+
+
+def bad_rows_zip(path: Path) -> Path:
+    """An ml-100k zip whose u.data has one rating off the scale (quarantined by fetch)."""
+    members = grouplens_100k_members()
+    members["ml-100k/u.data"] += "9\t1\t7\t881250949\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_zip(path, members, "latin-1")
+
+
+@pytest.mark.parametrize("bad_rows", [True, False])
+def test_source_is_never_replaced_or_removed_as_the_quarantine(tmp_path: Path, bad_rows: bool):
+    at = tmp_path / "data/ml-100k/ratings.quarantine.csv"  # where fetch keeps rejected rows
+    archive = bad_rows_zip(at) if bad_rows else grouplens_100k_zip(at.parent)
+    if not bad_rows:
+        archive = archive.rename(at)
+    body = archive.read_bytes()
+    with pytest.raises(RecsysError, match="is the input file itself") as err:
+        fetch(source=str(archive), data_dir=tmp_path / "data", md5=md5_file(archive))
+    assert "\n" not in str(err.value)
+    assert at.read_bytes() == body
+    assert sorted(os.listdir(at.parent)) == ["ratings.quarantine.csv"]  # nothing installed
+
+
+def test_a_file_fetch_did_not_write_is_not_taken_for_its_quarantine(tmp_path: Path) -> None:
+    at = tmp_path / "data/ml-100k/ratings.quarantine.csv"
+    at.parent.mkdir(parents=True)
+    at.write_text("my notes\n")
+    archive = grouplens_100k_zip(tmp_path / "in")
+    with pytest.raises(RecsysError, match="exists and is not a quarantine file"):
+        fetch(source=str(archive), data_dir=tmp_path / "data", md5=md5_file(archive))
+    assert at.read_text() == "my notes\n"  # neither removed (no bad rows) nor replaced
+
+
+def test_source_directory_or_fifo_is_named_as_such(tmp_path: Path) -> None:
+    folder = tmp_path / "ml-100k.zip"
+    folder.mkdir()
+    with pytest.raises(RecsysError, match=r"ml-100k\.zip: is a directory; pass a GroupLens"):
+        fetch(source=str(folder), data_dir=tmp_path / "data")
+    fifo = tmp_path / "pipe.zip"
+    os.mkfifo(fifo)
+    with pytest.raises(RecsysError, match=r"pipe\.zip: is not a regular file but a named pipe"):
+        fetch(source=str(fifo), data_dir=tmp_path / "data", md5="0" * 32)
+    assert not (tmp_path / "data").exists()
+
+
+def test_unreadable_source_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    archive = grouplens_100k_zip(tmp_path)
+
+    def refuse(path, chunk=0):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("recsys.data.fetch.md5_file", refuse)  # root reads mode 000 files
+    with pytest.raises(RecsysError, match=r"ml-100k\.zip: cannot read \(Permission denied\)"):
+        fetch(source=str(archive), data_dir=tmp_path / "data", md5="0" * 32)
+
+
+def test_quarantine_write_failure_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    archive = bad_rows_zip(tmp_path / "in/ml-100k.zip")
+
+    @contextlib.contextmanager
+    def full_disk(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield path
+
+    monkeypatch.setattr("recsys.etl.validate.atomic_path", full_disk)
+    with pytest.raises(RecsysError, match=r"cannot write the quarantine file \(No space left"):
+        fetch(source=str(archive), data_dir=tmp_path / "data", md5=md5_file(archive))
 
 
 # --- the real PyPI source ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import http.client
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,10 +34,18 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from recsys.data.canonical import write_canonical
+from recsys.data.canonical import RATINGS_COLUMNS, write_canonical
 from recsys.data.movielens import read_archive, release
 from recsys.errors import RecsysError
-from recsys.etl.validate import Validation, screen_ratings, write_quarantine
+from recsys.etl.validate import (
+    FILE_KINDS,
+    Validation,
+    os_reason,
+    refuse_existing,
+    remove_stale,
+    screen_ratings,
+    write_quarantine,
+)
 from recsys.io import atomic_path, md5_file
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
@@ -55,6 +64,8 @@ PIP_DOWNLOAD = (
 # fmt: on
 OUTPUT_FILES = ("ratings.csv", "movies.csv")
 QUARANTINE_FILE = "ratings.quarantine.csv"  # only written when the row rules reject rows
+QUARANTINE_HEADER = ",".join(["row", "reason", *RATINGS_COLUMNS])  # its first line
+QUARANTINE_HINT = "move it away and fetch again"
 _HEX32 = re.compile(r"\b[0-9a-fA-F]{32}\b")
 _TIMEOUT_S = 30
 
@@ -108,6 +119,7 @@ def fetch(
     archive = acquire(dataset, source, md5)
     ratings, movies = read_archive(archive.path, dataset)
     out_dir = Path(data_dir) / dataset
+    check_fetch_quarantine(out_dir / QUARANTINE_FILE, archive)  # before anything is written
     # the same row rules as `recsys validate` and the daily batches: bad rows are kept aside
     screened = screen_ratings(ratings)
     ratings = screened.valid
@@ -126,12 +138,24 @@ def fetch(
     )
 
 
+def check_fetch_quarantine(out: Path, archive: Archive) -> None:
+    """Refuse to replace or remove the archive itself, or a file that is not our quarantine."""
+    try:
+        mode = os.stat(out).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as err:
+        raise RecsysError(f"{out}: cannot check ({os_reason(err)}); {QUARANTINE_HINT}") from None
+    refuse_existing(archive.path, out, mode, QUARANTINE_HEADER, QUARANTINE_HINT)
+
+
 def write_fetch_quarantine(screened: Validation, out: Path, archive: Archive) -> None:
     """Write rejected rows beside ratings.csv and print why (at most 20 lines)."""
     if screened.quarantine.empty:
-        out.unlink(missing_ok=True)  # a stale file would describe an older fetch
+        remove_stale(out, QUARANTINE_HEADER)  # a stale file would describe an older fetch
         return
-    write_quarantine(screened, out)
+    hint = f"the rejected rows are not saved; {QUARANTINE_HINT} once it can be written"
+    write_quarantine(screened, out, hint=hint)
     reasons = screened.quarantine["reason"].value_counts().to_dict()
     print(
         f"{archive.path}: {len(screened.quarantine):,} ratings rejected {reasons} -> {out}",
@@ -321,11 +345,31 @@ def _pip_error(proc: subprocess.CompletedProcess) -> str:
 
 def from_path(path: Path, dataset: str, md5: str | None = None) -> Archive:
     """A local GroupLens zip or RecBole wheel, checked against --md5 or the known checksum."""
-    if not path.is_file():
-        raise RecsysError(
-            f"{path}: no such file; pass a GroupLens {dataset}.zip or {RECBOLE_WHEEL}, "
-            "or --source auto to download"
-        )
+    hint = f"pass a GroupLens {dataset}.zip or {RECBOLE_WHEEL}, or --source auto to download"
+    _check_local_file(path, hint)
+    try:
+        return _verified(path, dataset, md5)
+    except OSError as err:
+        raise RecsysError(f"{path}: cannot read ({os_reason(err)}); {hint}") from None
+
+
+def _check_local_file(path: Path, hint: str) -> None:
+    """Raise unless `path` is a regular file: missing, a folder, a FIFO each say so."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise RecsysError(f"{path}: no such file; {hint}") from None
+    except OSError as err:
+        raise RecsysError(f"{path}: cannot read ({os_reason(err)}); {hint}") from None
+    if stat.S_ISDIR(mode):
+        raise RecsysError(f"{path}: is a directory; {hint}")
+    if not stat.S_ISREG(mode):
+        kind = FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise RecsysError(f"{path}: is not a regular file but {kind}; {hint}")
+
+
+def _verified(path: Path, dataset: str, md5: str | None) -> Archive:
+    """`path` as an Archive once its checksum is verified (or its md5 reported)."""
     if md5:
         verify(path, "md5", md5)
         return Archive(path, str(path), "md5 verified")
