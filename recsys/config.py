@@ -146,7 +146,7 @@ class TrainParams(Section):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     amp: bool = False  # bf16 autocast on CUDA; a no-op (with a note) on CPU
     compile: bool = False  # torch.compile of the loss on CUDA; a no-op (with a note) on CPU
-    num_threads: int = Field(default=1, ge=0)  # torch CPU threads; 0 = torch's default
+    num_threads: int = Field(default=2, ge=0)  # torch CPU threads; 0 = torch's default
     patience: int = Field(default=3, ge=1)  # epochs without improvement before stopping
     early_stop_metric: str = Field(
         default="val/ndcg@10", pattern=r"^val/(rmse|mae|hr@10|ndcg@10|mrr@10)$"
@@ -155,6 +155,9 @@ class TrainParams(Section):
     max_grad_norm: float = Field(default=0.0, ge=0)  # gradient clipping; 0 = off (norm is logged)
     max_len: int = Field(default=50, ge=1)  # history length of queries, unless the model sets one
     eval_batch_size: int = Field(default=1024, ge=1)
+    # sequence models: training windows start every window_stride_frac * max_len events, so a
+    # target sees at least (1 - frac) * max_len + 1 history events (1.0: no overlap)
+    window_stride_frac: float = Field(default=0.5, gt=0, le=1)
 
 
 class BiasParams(Section):
@@ -167,6 +170,12 @@ class BiasParams(Section):
 
 class MeanParams(Section):
     """Global-mean baseline: nothing to set."""
+
+
+class MarkovParams(Section):
+    """First-order transition counter: history window it reads (only the newest event)."""
+
+    max_len: int = Field(default=1, ge=1)  # the newest history event is all it uses
 
 
 class NCFParams(Section):
@@ -198,11 +207,36 @@ class SS4RecParams(Section):
     gap_unit_days: float = Field(default=1 / 24, gt=0)  # time gaps are log1p(days / unit)
     dropout: float = Field(default=0.2, ge=0, lt=1)
     rating_weight: float = Field(default=1.0, ge=0)  # loss = next-item CE + w * rating MSE
+    use_rating_input: bool = True  # add each history event's rating to its input
+    # ablations: no_time = S5 steps of 1 (blind to gaps); s5_only / mamba_only drop a layer
+    variant: Literal["full", "no_time", "s5_only", "mamba_only"] = "full"
     max_len: int = Field(default=50, ge=1)  # training window / history length (200: ml-1m)
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     batch_size: int = Field(default=256, ge=1)  # windows of max_len events per step
     epochs: int = Field(default=15, ge=1)
+
+
+class SASRecParams(Section):
+    """SASRec (Kang & McAuley 2018): causal self-attention over the history window."""
+
+    d_model: int = Field(default=64, ge=2)  # hidden size (item and position embeddings)
+    n_layers: int = Field(default=2, ge=1)  # self-attention blocks
+    n_heads: int = Field(default=2, ge=1)  # attention heads; must divide d_model
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    max_len: int = Field(default=50, ge=1)  # training window / history length (positions)
+    use_rating_input: bool = True  # add an embedding of the centred history rating
+    rating_weight: float = Field(default=1.0, ge=0)  # loss = next-item CE + w * rating MSE
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=256, ge=1)  # windows of max_len events per step
+    epochs: int = Field(default=15, ge=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> SASRecParams:
+        if self.d_model % self.n_heads:
+            raise ValueError("d_model must be a multiple of n_heads")
+        return self
 
 
 class Params(Section):
@@ -216,6 +250,7 @@ class Params(Section):
     bias: BiasParams = BiasParams()
     ncf: NCFParams = NCFParams()
     ss4rec: SS4RecParams = SS4RecParams()
+    sasrec: SASRecParams = SASRecParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:

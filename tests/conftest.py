@@ -79,3 +79,34 @@ def make_dvc_repo(repo: Path) -> Path:
 def dvc_repo(tmp_path: Path) -> Path:
     """A git repository with `dvc init`, this project's pipeline files and one commit."""
     return make_dvc_repo(tmp_path / "repo")
+
+
+def with_targets(windows: dict, first_events: bool = True) -> dict:
+    """A hand-built window batch in the sequence contract (recsys.models.base).
+
+    `windows` holds hist_* and next_* (B, L) keys: next_item[b, t] follows position t where
+    next_mask & hist_mask. These become flat targets (row, col = t); with `first_events`,
+    every window that opens with left padding also gets its oldest real event as a target of
+    the empty state (col -1), as sequence_train_set gives a user's first event.
+    """
+    import torch
+
+    mask = windows["hist_mask"]
+    valid = windows["next_mask"] & mask
+    row, col = valid.nonzero(as_tuple=True)
+    item, rating = windows["next_item"][valid], windows["next_rating"][valid]
+    if first_events:
+        opens = mask.any(dim=1) & ~mask[:, 0]
+        oldest = (mask.shape[1] - mask.sum(dim=1)).clamp(max=mask.shape[1] - 1)
+        first_rows = opens.nonzero(as_tuple=True)[0]
+        row = torch.cat([row, first_rows])
+        col = torch.cat([col, torch.full_like(first_rows, -1)])
+        item = torch.cat([item, windows["hist_item"][first_rows, oldest[first_rows]]])
+        rating = torch.cat([rating, windows["hist_rating"][first_rows, oldest[first_rows]]])
+    kept = {k: v for k, v in windows.items() if k not in ("next_item", "next_rating", "next_mask")}
+    return kept | {
+        "target_row": row,
+        "target_col": col,
+        "target_item": item,
+        "target_rating": rating.float(),
+    }

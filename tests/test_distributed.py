@@ -29,7 +29,7 @@ from recsys.training.distributed import (
     shard,
     shard_batches,
 )
-from recsys.training.tensors import TensorSet
+from recsys.training.tensors import WindowSet
 from tests.conftest import PROJECT_ROOT, tiny_ratings
 
 TORCHRUN_ENV = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
@@ -65,7 +65,11 @@ def test_scaled_shard_losses_average_to_the_global_mean():
     # three windows with 1, 1 and 4 target positions; per-target losses 2 | 4 | 1, 1, 1, 5
     mask = torch.tensor([[1, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
     per_target = torch.tensor([[2.0, 0, 0, 0], [4.0, 0, 0, 0], [1.0, 1, 1, 5]])
-    windows = TensorSet({"next_mask": mask}, target_key="next_mask")
+    target_window = mask.nonzero(as_tuple=True)[0]  # one target per True, by window
+    windows = WindowSet(
+        {"hist_item": torch.zeros(3, 4, dtype=torch.long)},
+        {"window": target_window} | {k: torch.zeros(6) for k in ("col", "item", "rating")},
+    )
     idx = torch.arange(3)
     global_mean = per_target[mask].mean()  # 14 / 6 = 7/3
     shard_means, scales = [], []

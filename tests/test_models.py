@@ -10,6 +10,7 @@ import torch
 from recsys.config import Params
 from recsys.models.base import DataSpec
 from recsys.models.registry import model_class
+from tests.conftest import with_targets
 
 DATA = DataSpec(n_users=7, n_items=11, rating_min=1.0, rating_max=5.0, rating_mean=3.5)
 TINY = {
@@ -147,9 +148,9 @@ def test_ss4rec_learns_to_use_the_time_gap():
     model = build("ss4rec", data=data, rating_weight=0.0)
     batch = gap_pattern_batch()
     optimiser = torch.optim.Adam(model.parameters(), lr=0.03)
-    first = model.loss(batch).item()
+    first = model.loss(with_targets(batch)).item()
     for _ in range(50):
-        loss = model.loss(batch)
+        loss = model.loss(with_targets(batch))
         optimiser.zero_grad(), loss.backward(), optimiser.step()
     model.eval()
     with torch.no_grad():
@@ -157,7 +158,7 @@ def test_ss4rec_learns_to_use_the_time_gap():
         swapped = model._encode(batch, 30.0 - batch["next_gap"])  # short <-> long
         accuracy = (model._item_logits(states).argmax(-1) == batch["next_item"]).float().mean()
         fooled = (model._item_logits(swapped).argmax(-1) == batch["next_item"]).float().mean()
-    assert model.loss(batch).item() < 0.5 * first  # chance level is log(10) = 2.3
+    assert model.loss(with_targets(batch)).item() < 0.5 * first  # chance level is log(10) = 2.3
     assert accuracy > 0.9  # the gap decides between two successors: it must be used
     assert fooled < 0.6
 
@@ -165,7 +166,8 @@ def test_ss4rec_learns_to_use_the_time_gap():
 def test_ss4rec_loss_without_targets_is_zero():
     model = build("ss4rec")
     batch = gap_pattern_batch(n_windows=2, length=3)
-    loss = model.loss(batch | {"next_mask": torch.zeros(2, 3, dtype=torch.bool)})
+    no_targets = batch | {"next_mask": torch.zeros(2, 3, dtype=torch.bool)}
+    loss = model.loss(with_targets(no_targets, first_events=False))
     loss.backward()
     assert loss.item() == 0.0
 
@@ -187,3 +189,57 @@ def test_checkpoint_round_trip_rebuilds_an_identical_model(name, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.score_items(batch), model.score_items(batch))
         torch.testing.assert_close(rebuilt.predict_rating(batch), model.predict_rating(batch))
+
+
+def perturbed_gaps(batch: dict, seed: int = 5) -> dict:
+    """The same batch with every time gap changed (history, target and S5 steps)."""
+    gen = torch.Generator().manual_seed(seed)
+    changed = dict(batch)
+    for key in ("hist_gap", "target_gap", "next_gap"):
+        if key in batch:
+            changed[key] = batch[key] + torch.rand(batch[key].shape, generator=gen) * 30
+    return changed
+
+
+@pytest.mark.parametrize("variant", ["full", "no_time", "s5_only", "mamba_only"])
+def test_variants_see_time_gaps_exactly_when_they_have_time(variant):
+    model = build("ss4rec", variant=variant).eval()
+    queries, windows = query_batch(), with_targets(gap_pattern_batch(n_windows=4, length=6))
+    with torch.no_grad():
+        state, loss = model.query_state(queries), model.loss(windows)
+        moved_state = model.query_state(perturbed_gaps(queries))
+        moved_loss = model.loss(perturbed_gaps(windows))
+    if variant in ("no_time", "mamba_only"):  # blind: identical bytes
+        assert torch.equal(state, moved_state) and torch.equal(loss, moved_loss)
+    else:
+        assert not torch.allclose(state, moved_state) and not torch.allclose(loss, moved_loss)
+
+
+def test_variants_drop_the_layer_they_name():
+    layers = {
+        variant: {type(m).__name__ for m in build("ss4rec", variant=variant).modules()}
+        for variant in ("full", "no_time", "s5_only", "mamba_only")
+    }
+    assert {"TimeAwareS5", "SelectiveSSM"} <= layers["full"] and layers["no_time"] == layers["full"]
+    assert "SelectiveSSM" not in layers["s5_only"] and "TimeAwareS5" in layers["s5_only"]
+    assert "TimeAwareS5" not in layers["mamba_only"] and "SelectiveSSM" in layers["mamba_only"]
+
+
+def test_ss4rec_without_rating_input_never_reads_ratings():
+    model = build("ss4rec", use_rating_input=False).eval()
+    batch = query_batch()
+    other = batch | {"hist_rating": torch.rand(batch["hist_rating"].shape) * 5}
+    with torch.no_grad():
+        assert torch.equal(model.query_state(batch), model.query_state(other))
+
+
+def test_ss4rec_empty_state_is_trained_on_real_windows():
+    """A user's first training events are targets of empty_state (it was never trained)."""
+    from recsys.training.tensors import EventLog, sequence_train_set, split_from_frames
+    from tests.conftest import tiny_ratings
+
+    data = split_from_frames(tiny_ratings(), tiny_ratings().iloc[:0], tiny_ratings().iloc[:0])
+    windows = sequence_train_set(EventLog(data), max_len=4)
+    model = build("ss4rec", DataSpec(**data.spec.model_dump()))
+    model.loss(windows.batch(torch.arange(len(windows)))).backward()
+    assert model.empty_state.grad is not None and model.empty_state.grad.abs().sum() > 0

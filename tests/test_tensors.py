@@ -70,26 +70,64 @@ def test_order_history_includes_same_second_siblings_before_the_target():
     assert batch["hist_item"][1].tolist() == [0, 2, 3]  # (3, 99) now sees (3, 12) at 500
 
 
-def test_sequence_windows_cover_every_training_target_once():
-    log = EventLog(hand_split())
-    windows = sequence_train_set(log, max_len=2).batch(torch.arange(2))
-    # user 1: items 1, 2, 3 in (time, item) order -> one window; user 2: items 1, 4 -> padded
-    assert windows["user"].tolist() == [1, 2]
-    assert windows["hist_item"].tolist() == [[1, 2], [0, 1]]
-    assert windows["next_item"].tolist() == [[2, 3], [0, 4]]
-    assert windows["next_mask"].tolist() == [[True, True], [False, True]]
-    assert windows["hist_gap"][0].tolist() == pytest.approx([0.0, 100 / DAY])
-    assert windows["next_gap"][0].tolist() == pytest.approx([100 / DAY, 0.0])
-    assert windows["next_rating"][1].tolist() == [0.0, 4.0]
+def test_sequence_targets_read_the_state_after_their_last_strictly_earlier_event():
+    windows = sequence_train_set(EventLog(hand_split()), max_len=2)
+    batch = windows.batch(torch.arange(2))
+    # user 1: items 1@100, 2@200, 3@200; user 2: items 1@150, 4@150 (one second)
+    assert batch["user"].tolist() == [1, 2]
+    assert batch["hist_item"].tolist() == [[1, 2], [1, 4]]
+    assert batch["hist_gap"][0].tolist() == pytest.approx([0.0, 100 / DAY])
+    assert batch["next_gap"][0].tolist() == pytest.approx([100 / DAY, 0.0])  # S5 steps
+    targets = list(
+        zip(batch["target_row"].tolist(), batch["target_col"].tolist(),
+            batch["target_item"].tolist(), strict=True)
+    )  # fmt: skip
+    # user 1's first event: the empty state; 2 and 3 (same second) both after item 1 only;
+    # user 2's two events share their second: neither is the other's history
+    assert targets == [(0, -1, 1), (0, 0, 2), (0, 0, 3), (1, -1, 1), (1, -1, 4)]
+    assert batch["target_rating"].tolist() == [3.0, 5.0, 5.0, 2.0, 4.0]
+    assert windows.n_targets(torch.arange(2)) == 5  # every training event, once
 
 
-def test_short_windows_are_oldest_first_and_count_targets():
-    sequences = sequence_train_set(EventLog(hand_split()), max_len=1)
-    assert len(sequences) == 3  # 5 training events - 2 users' first events
-    everything = torch.arange(3)
-    assert sequences.batch(everything)["hist_item"].tolist() == [[1], [2], [1]]
-    assert sequences.batch(everything)["next_item"].tolist() == [[2], [3], [4]]
-    assert sequences.n_targets(everything) == 3
+def test_one_event_windows_give_each_target_its_previous_event():
+    windows = sequence_train_set(EventLog(hand_split()), max_len=1)
+    batch = windows.batch(torch.arange(len(windows)))
+    assert batch["hist_item"].tolist() == [[1], [2], [1]]
+    previous = [
+        int(batch["hist_item"][r, c]) if c >= 0 else 0
+        for r, c in zip(batch["target_row"].tolist(), batch["target_col"].tolist(), strict=True)
+    ]
+    assert list(zip(previous, batch["target_item"].tolist(), strict=True)) == [
+        (0, 1), (1, 2), (1, 3), (0, 1), (0, 4)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("max_len", "stride"), [(3, 3), (3, 2), (4, 1), (5, 3)])
+def test_training_history_is_the_query_history_cut_at_the_window_start(max_len, stride):
+    """Each target's in-window history is the newest part of its query history, and at least
+    max_len - stride + 1 events of it (all, near a user's start)."""
+    rows = [(1, i, 3.0, 1000 + 60 * (i // 2)) for i in range(1, 16)]  # pairs share a second
+    rows += [(2, i, 4.0, 5000 + 60 * i) for i in range(1, 9)]
+    data = split_from_frames(frame(rows), frame([]), frame([]))
+    log = EventLog(data)
+    windows = sequence_train_set(log, max_len, stride)
+    batch = windows.batch(torch.arange(len(windows)))
+    queries = QuerySet(log, log.rows_of("train"), max_len)
+    by_item = {  # (user, item) -> the query's history items, oldest first
+        (int(q["user"]), int(q["item"])): q["hist_item"][q["hist_mask"]].tolist()
+        for q in (queries.batch(torch.tensor([i])) for i in range(len(queries)))
+        for q in [{k: v[0] for k, v in q.items()}]
+    }
+    assert windows.n_targets(torch.arange(len(windows))) == len(rows)
+    for r, c, item in zip(
+        *(batch[k].tolist() for k in ("target_row", "target_col", "target_item")), strict=True
+    ):
+        want = by_item[(int(batch["user"][r]), item)]
+        seen = (
+            [] if c < 0 else batch["hist_item"][r, : c + 1][batch["hist_mask"][r, : c + 1]].tolist()
+        )
+        assert want[len(want) - len(seen) :] == seen
+        assert len(seen) >= min(len(want), max_len - stride + 1)
 
 
 def test_query_train_set_has_no_history():

@@ -17,8 +17,14 @@ Query batch (evaluation, A/B serving, and training of models with training_kind 
 History for an evaluated event is the user's events with a strictly earlier timestamp.
 
 Sequence batch (training of models with training_kind "sequence"): the hist_* keys and user
-as above for a window of L events, plus the target of every position t = the event at t + 1:
-    next_item (B, L) long, next_rating (B, L) float, next_gap (B, L) float, next_mask (B, L) bool
+as above for B windows of L consecutive training events of one user each, plus
+    next_gap       (B, L)  float  days from each event to the user's next (0 at the last)
+and M flat targets, each predicted from the state after one window position, as a query's
+state is the one after its last strictly earlier event (recsys.training.tensors):
+    target_row     (M,)    long   the target's window, 0..B-1
+    target_col     (M,)    long   the window position whose state predicts it; -1: none
+                                  (a user's first events: the model's empty state)
+    target_item    (M,)    long   the target item;  target_rating (M,) float its rating
 """
 
 from __future__ import annotations
@@ -30,6 +36,19 @@ from pydantic import BaseModel
 from torch import nn
 
 Batch = dict[str, torch.Tensor]
+
+
+def target_states(
+    states: torch.Tensor, batch: Batch, empty_state: torch.Tensor
+) -> torch.Tensor:
+    """Each target's state, (M, H), from window states (B, L, H); col -1: `empty_state`.
+
+    empty_state joins the graph even when no target uses it (DDP's static graph needs every
+    parameter in every step); its gradient is then 0.
+    """
+    row, col = batch["target_row"], batch["target_col"]
+    gathered = states[row, col.clamp(min=0)]  # (M, H)
+    return torch.where((col >= 0).unsqueeze(-1), gathered, empty_state)
 
 
 class DataSpec(BaseModel):

@@ -1,8 +1,10 @@
-"""Sanity baselines fitted in closed form: the global mean and user + item biases.
+"""Sanity baselines fitted in closed form: the global mean, user + item biases, transitions.
 
-Both rank items for next-item metrics too: `mean` by training popularity (number of ratings),
-`bias` by item bias. They have no gradient training; the trainer calls `fit` once on every
-training event (a query batch with no history) instead of an optimiser loop.
+All rank items for next-item metrics too: `mean` by training popularity (number of ratings),
+`bias` by item bias, `markov` by how often each item followed the query's newest history
+item in training (popularity breaks ties, and ranks for a query with no history). They have
+no gradient training; the trainer calls `fit` once on every training event (query batches;
+sequence windows for `markov`) instead of an optimiser loop.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from recsys.config import BiasParams, MeanParams
+from recsys.config import BiasParams, MarkovParams, MeanParams
 from recsys.models.base import Batch, DataSpec, Recommender
 
 
@@ -107,3 +109,60 @@ def _ridge_means(
     sums = torch.zeros(size, dtype=residual.dtype).index_add_(0, index, residual)
     counts = torch.bincount(index, minlength=size).to(residual.dtype)
     return sums / (counts + reg)
+
+
+class FirstOrderMarkov(ClosedFormRecommender):
+    """Ranks the items that followed the newest history item in train; rates the mean.
+
+    Fitted on sequence windows of one event: each training event counts one transition
+    from its user's newest strictly earlier training event. A dense (n_items + 1)^2 table: a
+    sanity row for catalogues up to MAX_ITEMS items.
+    """
+
+    name = "markov"
+    Config = MarkovParams
+    training_kind = "sequence"
+    context = "history"
+    MAX_ITEMS = 20_000
+
+    def __init__(self, config: MarkovParams, data: DataSpec):
+        super().__init__()
+        if data.n_items > self.MAX_ITEMS:
+            raise ValueError(f"markov: {data.n_items} items > {self.MAX_ITEMS} (dense table)")
+        self.config, self.data = config, data
+        self.register_buffer("mean", torch.tensor(data.rating_mean, dtype=torch.float32))
+        n = data.n_items + 1
+        self.register_buffer("transitions", torch.zeros(n, n))  # [previous, next] counts
+
+    def fit(self, batch: Batch) -> None:
+        """Count (newest earlier item -> target) over all targets; row 0: item popularity."""
+        row, col, target = batch["target_row"], batch["target_col"], batch["target_item"]
+        has_prev = col >= 0
+        prev = batch["hist_item"][row[has_prev], col[has_prev]]
+        n = self.data.n_items + 1
+        pairs = prev * n + target[has_prev]
+        counts = torch.bincount(pairs, minlength=n * n).float().view(n, n)
+        popularity = torch.bincount(target, minlength=n).float()  # every training event
+        counts[0] = popularity  # no history: popularity
+        # popularity / (max + 1) < 1 orders items with equal transition counts
+        self.transitions.copy_(counts + popularity / (popularity.max() + 1))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """MSE of the mean rating on the targets' ratings (for reporting)."""
+        ratings = batch["target_rating"]
+        return F.mse_loss(self.mean.expand(len(ratings)), ratings)
+
+    def query_state(self, batch: Batch) -> torch.Tensor:
+        """The newest history item (B,); 0 when the query has no history."""
+        hist = batch["hist_item"]
+        if hist.shape[1] == 0:
+            return torch.zeros(hist.shape[0], dtype=torch.long, device=hist.device)
+        return torch.where(batch["hist_mask"][:, -1], hist[:, -1], 0)
+
+    def rate(self, state: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.mean.expand(len(state)).clone()
+
+    def rank_scores(self, state: torch.Tensor) -> torch.Tensor:
+        scores = self.transitions[state].clone()  # (B, n_items + 1)
+        scores[:, 0] = -torch.inf
+        return scores

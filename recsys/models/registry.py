@@ -11,8 +11,10 @@ from recsys.models.base import Recommender
 MODELS = {
     "ncf": "recsys.models.ncf:NCF",
     "ss4rec": "recsys.models.ss4rec:SS4Rec",
+    "sasrec": "recsys.models.sasrec:SASRec",
     "bias": "recsys.models.baselines:UserItemBias",
     "mean": "recsys.models.baselines:GlobalMean",
+    "markov": "recsys.models.baselines:FirstOrderMarkov",
 }
 
 

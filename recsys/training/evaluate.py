@@ -25,16 +25,28 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from recsys.config import BiasParams, MeanParams, TrainParams, load_params
+from recsys.config import BiasParams, MarkovParams, MeanParams, TrainParams, load_params
 from recsys.errors import RecsysError, run_reporting_errors
 from recsys.io import write_json, write_parquet
 from recsys.models.base import Recommender
-from recsys.models.baselines import ClosedFormRecommender, GlobalMean, UserItemBias
+from recsys.models.baselines import (
+    ClosedFormRecommender,
+    FirstOrderMarkov,
+    GlobalMean,
+    UserItemBias,
+)
 from recsys.models.registry import model_class
 from recsys.training.checkpoint import load_model
 from recsys.training.runtime import keep_freed_memory, resolve_device, seed_everything
 from recsys.training.scoring import K, Scored, history_len, metrics_of, score_queries
-from recsys.training.tensors import EventLog, QuerySet, SplitData, load_split, query_train_set
+from recsys.training.tensors import (
+    EventLog,
+    QuerySet,
+    SplitData,
+    load_split,
+    query_train_set,
+    sequence_train_set,
+)
 
 NOTES = {
     "history": "the user's events with a strictly earlier timestamp (train, val and earlier "
@@ -48,12 +60,20 @@ NOTES = {
 
 
 def fit_baselines(data: SplitData, bias: BiasParams) -> dict[str, ClosedFormRecommender]:
-    """The sanity baselines, fitted in closed form on every training event."""
-    train_set = query_train_set(data)
-    everything = train_set.batch(torch.arange(len(train_set)))
+    """The sanity baselines, fitted in closed form on every training event.
+
+    `markov` (first-order transitions) only up to its dense table's catalogue size.
+    """
+    queries = query_train_set(data)
+    everything = queries.batch(torch.arange(len(queries)))
     models = {"mean": GlobalMean(MeanParams(), data.spec), "bias": UserItemBias(bias, data.spec)}
     for model in models.values():
         model.fit(everything)
+    if data.spec.n_items <= FirstOrderMarkov.MAX_ITEMS:
+        markov = FirstOrderMarkov(MarkovParams(), data.spec)
+        windows = sequence_train_set(EventLog(data), markov.config.max_len)
+        markov.fit(windows.batch(torch.arange(len(windows))))
+        models["markov"] = markov
     return models
 
 

@@ -34,7 +34,7 @@ from recsys.training.distributed import (
     shard_batches,
 )
 from recsys.training.state import cpu_copy
-from recsys.training.tensors import TensorSet, iterate_batches
+from recsys.training.tensors import TensorSet, WindowSet, iterate_batches
 
 
 @dataclass
@@ -68,7 +68,7 @@ class EpochLoop:
         *,
         name: str,
         model: Recommender,
-        train_set: TensorSet,
+        train_set: TensorSet | WindowSet,
         hyper: Hyper,
         train: TrainParams,
         dist: DistContext,

@@ -16,7 +16,6 @@ from tqdm import tqdm
 from recsys.config import TrainParams
 from recsys.errors import RecsysError
 from recsys.models.base import Recommender
-from recsys.models.baselines import ClosedFormRecommender
 from recsys.training.metrics import rank_of_targets, summarize
 from recsys.training.tensors import QuerySet, batch_to, iterate_batches
 
@@ -35,9 +34,12 @@ class Scored:
 
 
 def history_len(model: Recommender, config: BaseModel, train: TrainParams) -> int:
-    """Events of history a model's queries carry: its config's max_len, else train.max_len."""
-    if isinstance(model, ClosedFormRecommender):
-        return 0  # the baselines read no history
+    """Events of history a model's queries carry: its config's max_len, else train.max_len.
+
+    None for a model whose answers depend on the user alone (`context` "user").
+    """
+    if model.context == "user":
+        return 0
     return int(getattr(config, "max_len", train.max_len))
 
 

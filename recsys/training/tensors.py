@@ -6,9 +6,9 @@ Three kinds, all vectorised (no per-event Python):
   with a STRICTLY earlier timestamp, from all rows (train, val, and earlier test rows): a
   same-second sibling is not history. The leave-one-out protocol ("order") follows RecBole and
   takes every event before the target in (timestamp, item) order instead.
-- `SequenceSet`: each user's training events in (timestamp, item) order cut into windows of
-  `max_len` inputs, the target of position t being the event at t + 1; every training event but
-  a user's first is a target exactly once.
+- `WindowSet` (`sequence_train_set`): each user's training events in (timestamp, item) order
+  in windows of `max_len` inputs; every training event is a target exactly once, predicted
+  from the state after its last strictly earlier event (as a query would be).
 - `query_train_set`: training events as queries with no history (L = 0).
 
 hist_gap is the gap to the user's previous event even when that event fell outside the
@@ -231,8 +231,8 @@ class QuerySet:
 class TensorSet:
     """A batch dictionary of pre-built tensors, indexed along the first dimension."""
 
-    def __init__(self, tensors: Batch, target_key: str | None = None):
-        self.tensors, self.target_key = tensors, target_key
+    def __init__(self, tensors: Batch):
+        self.tensors = tensors
 
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
@@ -242,15 +242,13 @@ class TensorSet:
         return {key: value[idx] for key, value in self.tensors.items()}
 
     def n_targets(self, idx: torch.Tensor) -> int:
-        """Training target events in a batch (masked positions for sequences)."""
-        if self.target_key is None:
-            return len(idx)
-        return int(self.tensors[self.target_key][idx].sum())
+        """Training target events in a batch: one per row."""
+        return len(idx)
 
     def to(self, device: torch.device | str) -> TensorSet:
         """The same set with every tensor on `device`."""
         moved = {key: value.to(device) for key, value in self.tensors.items()}
-        return TensorSet(moved, self.target_key)
+        return TensorSet(moved)
 
 
 def query_train_set(data: SplitData) -> TensorSet:
@@ -271,45 +269,111 @@ def query_train_set(data: SplitData) -> TensorSet:
     )
 
 
-def sequence_train_set(log: EventLog, max_len: int) -> TensorSet:
-    """Each user's training events cut into windows of max_len inputs and next-event targets."""
+class WindowSet:
+    """Sequence training windows and their targets (a sequence batch, recsys.models.base).
+
+    Targets are flat: target r belongs to window `targets["window"][r]` (sorted by window) and
+    is predicted from the state after its window's column `col` (-1: no history, the model's
+    empty state). `batch(idx)` returns the windows `idx` and all of their targets.
+    """
+
+    def __init__(self, windows: Batch, targets: Batch):
+        self.tensors, self.targets = windows, targets
+        n_windows = len(windows["hist_item"])
+        self.offsets = torch.searchsorted(targets["window"], torch.arange(n_windows + 1))
+
+    def __len__(self) -> int:
+        return len(self.tensors["hist_item"])
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        """Windows `idx` (B,) with their targets (M,), target_row indexing into the B windows."""
+        counts = self.offsets[idx + 1] - self.offsets[idx]  # (B,)
+        row = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), counts)
+        first = torch.repeat_interleave(self.offsets[idx], counts)
+        skip = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        flat = first + torch.arange(len(row), device=idx.device) - skip  # (M,)
+        return {key: value[idx] for key, value in self.tensors.items()} | {
+            "target_row": row,
+            "target_col": self.targets["col"][flat],
+            "target_item": self.targets["item"][flat],
+            "target_rating": self.targets["rating"][flat],
+        }
+
+    def n_targets(self, idx: torch.Tensor) -> int:
+        """Training target events in a batch of windows."""
+        return int((self.offsets[idx + 1] - self.offsets[idx]).sum())
+
+    def to(self, device: torch.device | str) -> WindowSet:
+        """The same set with every tensor on `device`."""
+        moved = WindowSet.__new__(WindowSet)
+        moved.tensors = {k: v.to(device) for k, v in self.tensors.items()}
+        moved.targets = {k: v.to(device) for k, v in self.targets.items()}
+        moved.offsets = self.offsets.to(device)
+        return moved
+
+
+def sequence_train_set(log: EventLog, max_len: int, stride: int | None = None) -> WindowSet:
+    """Every training event as a target, its history as evaluation has it, in shared windows.
+
+    A target's history is its user's training events with a strictly earlier timestamp (a
+    same-second sibling is not history), the newest `max_len` of them at most: the state the
+    model reads is the one after the last of them, whose S5 step runs to the target's time.
+    Windows hold `max_len` consecutive events of a user and start every `stride` events
+    (default max_len: no overlap); a target is trained in the first window that holds its
+    last history event, so it sees at least max_len - stride + 1 of its history events (all
+    of them near the user's start) and evaluation sees up to max_len. A user's first events
+    (no earlier event) are targets of the empty state (col -1).
+    """
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise RecsysError(f"window stride {stride} must be within 1..max_len ({max_len})")
     train_pos = np.sort(log.rows_of("train"))  # (user, timestamp, item) order
-    user = log.user[train_pos].numpy()
+    user, seconds = log.user[train_pos].numpy(), log.seconds[train_pos].numpy()
+    n, index = len(train_pos), np.arange(len(train_pos))
     new_user = np.r_[True, user[1:] != user[:-1]]
-    seconds = log.seconds[train_pos].numpy()
-    gap_days = np.where(new_user, 0, np.diff(seconds, prepend=seconds[:1])) / SECONDS_PER_DAY
-    gaps = torch.from_numpy(gap_days.astype(np.float32))  # between training events only
+    new_second = new_user | np.r_[True, seconds[1:] != seconds[:-1]]
+    user_start = np.maximum.accumulate(np.where(new_user, index, 0))
     starts = np.flatnonzero(new_user)
-    lengths = np.diff(np.r_[starts, len(train_pos)])
-    n_windows = -(-(lengths - 1) // max_len)  # ceil((n - 1) / L) per user; 0 for one event
+    lengths = np.diff(np.r_[starts, n])  # events per user
+    last = np.maximum.accumulate(np.where(new_second, index, 0)) - user_start - 1  # (n,) local
+    # windows per user: ends L-1, L-1+S, ... (capped at the user's last event) until they
+    # hold the user's newest possible history event (its second-to-last)
+    n_windows = 1 + np.maximum(0, -(-(lengths - 1 - max_len) // stride))
     owner = np.repeat(np.arange(len(starts)), n_windows)
-    back = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-    last_input = starts[owner] + lengths[owner] - 2 - back * max_len  # newest window first
-    inputs = last_input[:, None] - max_len + 1 + np.arange(max_len)  # (W, L)
-    mask = inputs >= starts[owner][:, None]
-    inputs, targets = np.maximum(inputs, 0), np.maximum(inputs, 0) + 1
-    order = np.lexsort((-back, owner))  # windows by user, oldest first
-    mask_t = torch.from_numpy(mask[order])
-    at = {k: torch.from_numpy(v[order]) for k, v in (("in", inputs), ("out", targets))}
+    k = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    end = np.minimum(max_len - 1 + k * stride, lengths[owner] - 1)  # (W,) local
+    inputs = end[:, None] - max_len + 1 + np.arange(max_len)  # (W, L) local
+    mask = inputs >= 0
+    at = np.where(mask, inputs + starts[owner][:, None], 0)  # (W, L) over train_pos
+    user_of = np.searchsorted(starts, index, side="right") - 1  # (n,) user number
+    k_of = np.where(last < max_len, 0, -(-(last - max_len + 1) // stride))  # target's window
+    window = np.cumsum(n_windows)[user_of] - n_windows[user_of] + k_of
+    col = np.where(last >= 0, last - end[window] + max_len - 1, -1)
     item, rating = log.item[train_pos], log.rating[train_pos]
+    gap = np.where(new_user, 0, np.diff(seconds, prepend=seconds[:1])) / SECONDS_PER_DAY
+    gaps = torch.from_numpy(gap.astype(np.float32))  # to the previous training event
+    next_gaps = torch.cat([gaps[1:], torch.zeros(1)]) * torch.from_numpy(~np.r_[new_user[1:], True])
+    mask_t, at_t = torch.from_numpy(mask), torch.from_numpy(at)
 
-    def take(values: torch.Tensor, where: str, pad: float | int) -> torch.Tensor:
-        return torch.where(mask_t, values[at[where]], pad)  # values over train_pos
+    def take(values: torch.Tensor, pad: float | int) -> torch.Tensor:
+        return torch.where(mask_t, values[at_t], pad)
 
-    return TensorSet(
-        {
-            "user": torch.from_numpy(user[starts[owner[order]]]),
-            "hist_item": take(item, "in", 0),
-            "hist_rating": take(rating, "in", 0.0),
-            "hist_gap": take(gaps, "in", 0.0),
-            "hist_mask": mask_t,
-            "next_item": take(item, "out", 0),
-            "next_rating": take(rating, "out", 0.0),
-            "next_gap": take(gaps, "out", 0.0),
-            "next_mask": mask_t.clone(),
-        },
-        target_key="next_mask",
-    )
+    windows = {
+        "user": torch.from_numpy(user[starts[owner]]),
+        "hist_item": take(item, 0),
+        "hist_rating": take(rating, 0.0),
+        "hist_gap": take(gaps, 0.0),  # from the previous event (0 at a user's first)
+        "hist_mask": mask_t,
+        "next_gap": take(next_gaps, 0.0),  # to the next event: each input's S5 step
+    }
+    order = np.argsort(window, kind="stable")
+    targets = {
+        "window": torch.from_numpy(window[order]),
+        "col": torch.from_numpy(col[order]),
+        "item": item[order],
+        "rating": rating[order],
+    }
+    return WindowSet(windows, targets)
 
 
 def iterate_batches(

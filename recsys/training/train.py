@@ -52,6 +52,7 @@ from recsys.training.tensors import (
     QuerySet,
     SplitData,
     TensorSet,
+    WindowSet,
     load_split,
     query_train_set,
     sequence_train_set,
@@ -107,9 +108,10 @@ class Trainer:
             return Hyper(0.0, len(self.data.train), 1)
         return hyper_of(self.config, self.name)
 
-    def _train_set(self) -> TensorSet:
+    def _train_set(self) -> TensorSet | WindowSet:
         if self.model.training_kind == "sequence":
-            return sequence_train_set(self.log, self.max_len).to(self.device)
+            stride = max(1, round(self.train.window_stride_frac * self.max_len))
+            return sequence_train_set(self.log, self.max_len, stride).to(self.device)
         return query_train_set(self.data).to(self.device)
 
     def header(self) -> dict[str, Any]:
