@@ -179,7 +179,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     params = load_params()
     ratings_path = args.ratings or Path("data") / params.data.dataset / "ratings.csv"
-    _print_table(run_loo(read_ratings(ratings_path), args.models, params), args.json)
+    results = run_loo(read_ratings(ratings_path), args.models, params, args.k_core)
+    _print_table(results, args.json)
     return 0
 
 
@@ -206,6 +207,62 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
     )
     _print_table(results, args.json)
     return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    import json
+
+    from recsys.config import load_params
+    from recsys.io import write_json
+    from recsys.training.study import render, run_study
+
+    result = run_study(args.data, args.runs, args.seeds, load_params(), args.set)
+    if args.out:
+        write_json(args.out, result)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="train models x seeds on one split; mean ± sd and per-user paired tests",
+        description="Outside DVC: each run (MODEL or MODEL:VARIANT, e.g. ss4rec:no_time) is "
+        "trained to early stopping on val once per seed with params.yaml (plus --set), then "
+        "scored once on test. Per-user NDCG@10 / HR@10 are averaged over seeds; each pair "
+        "of runs gets a paired t-test over users. --data: planted:first-order, "
+        "planted:gap-switch (recsys.data.planted), loo:CSV or loo5:CSV (leave-one-out, "
+        "RecBole's convention, after a 5-core filter) or a split folder.",
+    )
+    p.add_argument(
+        "--data", default="planted:gap-switch", help="planted:KIND, looK:CSV or a split folder"
+    )
+    p.add_argument("--runs", nargs="+", required=True, metavar="RUN")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="params overrides")
+    p.add_argument("--out", type=Path, default=None, help="write the result JSON here too")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=_cmd_study)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from recsys.training.report import update_readme
+
+    changed = update_readme(args.readme)
+    print(f"{args.readme}: {len(changed)} block(s) regenerated: {', '.join(changed) or 'none'}")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="regenerate the README's results tables from the metrics files",
+        description="Rewrites every block between `<!-- recsys report SOURCE -->` and "
+        "`<!-- end report -->` in the README: SOURCE `models` renders metrics/eval/*.json, "
+        "a JSON path renders a `recsys study --out` file.",
+    )
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.set_defaults(func=_cmd_report)
 
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
@@ -354,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark(sub)
     _add_experiments(sub)
     _add_compare(sub)
+    _add_study(sub)
+    _add_report(sub)
     for add in (
         _add_bench_scan,
         _add_bench_train,
@@ -376,6 +435,10 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         "split). Trains with params.yaml's sections. Prints {model: {hr@10, ndcg@10, mrr@10}}.",
     )
     p.add_argument("--protocol", choices=["loo"], default="loo", help="only loo for now")
+    p.add_argument(
+        "--k-core", type=int, default=0, metavar="K",
+        help="drop users and items with < K ratings first (RecBole / SS4Rec's config: 5)",
+    )  # fmt: skip
     p.add_argument("--models", nargs="+", default=["ncf", "ss4rec"], metavar="MODEL")
     p.add_argument(
         "--ratings", type=Path, default=None, help="default: data/<data.dataset>/ratings.csv"

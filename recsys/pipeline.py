@@ -25,8 +25,10 @@ class StageState(BaseModel):
 
 
 def dvc_env() -> dict[str, str]:
-    """The environment DVC commands run with: analytics off."""
-    return {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    """The environment DVC commands run with: analytics off, and this interpreter's folder
+    first on PATH, so that the stages' `python -m …` run where recsys is installed."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": path}
 
 
 def run_dvc(

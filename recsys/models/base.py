@@ -38,9 +38,7 @@ from torch import nn
 Batch = dict[str, torch.Tensor]
 
 
-def target_states(
-    states: torch.Tensor, batch: Batch, empty_state: torch.Tensor
-) -> torch.Tensor:
+def target_states(states: torch.Tensor, batch: Batch, empty_state: torch.Tensor) -> torch.Tensor:
     """Each target's state, (M, H), from window states (B, L, H); col -1: `empty_state`.
 
     empty_state joins the graph even when no target uses it (DDP's static graph needs every

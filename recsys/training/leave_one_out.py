@@ -27,8 +27,24 @@ from recsys.training.train import model_config, train_model
 LOO_KEYS = ("hr@10", "ndcg@10", "mrr@10")
 
 
-def loo_split(ratings: pd.DataFrame) -> SplitData:
-    """Leave-one-out per user: last event test, second-to-last val, the rest train."""
+def k_core(ratings: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Drop users and items with fewer than k ratings, repeatedly, until none is left."""
+    while k > 1:
+        users = ratings["user_id"].map(ratings["user_id"].value_counts()) >= k
+        items = ratings["item_id"].map(ratings["item_id"].value_counts()) >= k
+        if (users & items).all():
+            break
+        ratings = ratings[users & items]
+    return ratings
+
+
+def loo_split(ratings: pd.DataFrame, min_interactions: int = 0) -> SplitData:
+    """Leave-one-out per user: last event test, second-to-last val, the rest train.
+
+    min_interactions > 1 first applies that k-core filter to users and items (RecBole's
+    `user_inter_num_interval` / `item_inter_num_interval`, as the official SS4Rec config: 5).
+    """
+    ratings = k_core(ratings, min_interactions)
     order = np.lexsort((ratings["item_id"], ratings["timestamp"], ratings["user_id"]))
     ratings = ratings.iloc[order].reset_index(drop=True)
     from_end = ratings.groupby("user_id").cumcount(ascending=False)  # 0 = the user's last
@@ -37,9 +53,11 @@ def loo_split(ratings: pd.DataFrame) -> SplitData:
     return split_from_frames(ratings[~(test | val)], ratings[val], ratings[test])
 
 
-def run_loo(ratings: pd.DataFrame, models: list[str], params: Params) -> dict[str, dict]:
+def run_loo(
+    ratings: pd.DataFrame, models: list[str], params: Params, min_interactions: int = 0
+) -> dict[str, dict]:
     """Train each model on the leave-one-out split and rank its test items."""
-    data = loo_split(ratings)
+    data = loo_split(ratings, min_interactions)
     results = {}
     with tempfile.TemporaryDirectory(prefix="recsys-loo-") as tmp:
         for name in models:

@@ -137,6 +137,7 @@ class EventLog:
     """
 
     def __init__(self, data: SplitData, history_by: HistoryBy = "time"):
+        self.history_by = history_by
         parts = [("train", data.train), ("val", data.val), ("test", data.test)]
         frame = pd.concat(
             [f.assign(part=name, row=np.arange(len(f))) for name, f in parts], ignore_index=True
@@ -332,6 +333,8 @@ def sequence_train_set(log: EventLog, max_len: int, stride: int | None = None) -
     n, index = len(train_pos), np.arange(len(train_pos))
     new_user = np.r_[True, user[1:] != user[:-1]]
     new_second = new_user | np.r_[True, seconds[1:] != seconds[:-1]]
+    if log.history_by == "order":  # RecBole's convention: every earlier event in the order
+        new_second = np.ones(n, dtype=bool)
     user_start = np.maximum.accumulate(np.where(new_user, index, 0))
     starts = np.flatnonzero(new_user)
     lengths = np.diff(np.r_[starts, n])  # events per user

@@ -1,0 +1,179 @@
+"""Seeds × models on one split, outside DVC: mean ± sd and per-user paired tests (`recsys study`).
+
+A run is `model[:variant]` (e.g. `ss4rec:no_time`), trained to early stopping on val with
+params.yaml's settings (plus `--set key=value` overrides) once per seed, then scored once on
+test. Each user's NDCG@10 and HR@10 are averaged over the user's test events and over the
+seeds (the model, not one checkpoint); two runs are compared by a paired t-test over users
+(and the share of users whose NDCG improved). Choices are made on val: test is read once per
+run and seed, for the table.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from recsys.config import Params, parse_params
+from recsys.data.canonical import read_ratings
+from recsys.data.planted import PLANTED, Planted, write_planted
+from recsys.errors import RecsysError
+from recsys.etl.split import run_split
+from recsys.training.checkpoint import load_model
+from recsys.training.leave_one_out import loo_split
+from recsys.training.runtime import resolve_device
+from recsys.training.scoring import K, history_len, score_queries
+from recsys.training.tensors import EventLog, HistoryBy, QuerySet, SplitData, load_split
+from recsys.training.train import model_config, train_model
+
+METRICS = ("ndcg@10", "hr@10")
+
+
+def study_split(source: str, work: Path, params: Params) -> tuple[SplitData, HistoryBy]:
+    """`planted:<kind>` (generated, temporal split), `loo[K]:<ratings.csv>` (leave-one-out
+    after a K-core filter, e.g. loo5:data/ml-100k/ratings.csv) or a split folder."""
+    if source.startswith("loo"):
+        prefix, _, path = source.partition(":")
+        k = int(prefix[3:] or 0)
+        return loo_split(read_ratings(Path(path)), k), "order"
+    if source.startswith("planted:"):
+        kind = source.split(":", 1)[1]
+        if kind not in PLANTED:
+            raise RecsysError(f"unknown planted data {kind!r} (choose from: {', '.join(PLANTED)})")
+        write_planted(kind, Planted(), work / "data")
+        run_split(work / "data" / "ratings.csv", work / "split", params.split)
+        return load_split(work / "split"), "time"
+    return load_split(Path(source)), "time"
+
+
+def with_overrides(params: Params, overrides: list[str], run: str, seed: int) -> Params:
+    """params with `section.key=value` overrides, the run's variant and the seed."""
+    raw = params.model_dump(mode="json")
+    model, _, variant = run.partition(":")
+    settings = [*overrides, f"train.seed={seed}"] + (
+        [f"{model}.variant={variant}"] if variant else []
+    )
+    for item in settings:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if section not in raw or not name:
+            raise RecsysError(f"--set {item!r}: expected section.key=value with a params section")
+        raw[section][name] = _parsed(value)
+    return parse_params(raw, source="--set")
+
+
+def _parsed(value: str):
+    """A --set value as YAML would read it (numbers, true/false, strings)."""
+    import yaml
+
+    return yaml.safe_load(value)
+
+
+def per_user(data: SplitData, log: EventLog, ranks: np.ndarray) -> pd.DataFrame:
+    """Mean NDCG@K and HR@K per raw user over the test events."""
+    frame = pd.DataFrame({"user_id": log.frame["user_id"].to_numpy()[log.rows_of("test")]})
+    frame["ndcg@10"] = np.where(ranks <= K, 1.0 / np.log2(ranks + 1.0), 0.0)
+    frame["hr@10"] = (ranks <= K).astype(float)
+    return frame.groupby("user_id")[list(METRICS)].mean()
+
+
+def run_once(run: str, params: Params, data: SplitData, log: EventLog, work: Path) -> dict:
+    """Train one run with one seed, score test once; val metric, test per-user frame."""
+    name = run.partition(":")[0]
+    out = work / f"{run.replace(':', '-')}-{params.train.seed}.pt"
+    state = train_model(
+        model_name=name, config=model_config(name, params), data=data, train=params.train,
+        out=out, history_by=log.history_by, use_wandb=False,
+    )  # fmt: skip
+    model, ckpt = load_model(out)
+    config = type(model).Config(**ckpt["config"])
+    queries = QuerySet(log, log.rows_of("test"), history_len(model, config, params.train))
+    device = resolve_device(params.train.device)
+    scored = score_queries(model.to(device), queries, params.train.eval_batch_size, device)
+    return {
+        "val": state.best_metrics,
+        "best_epoch": state.stopper.best_epoch,
+        "epochs": state.epoch,
+        "users": per_user(data, log, scored.rank),
+    }
+
+
+def run_study(
+    source: str, runs: list[str], seeds: list[int], params: Params, overrides: list[str]
+) -> dict:
+    """Every run × seed; the table rows and the paired comparisons of each run with the first."""
+    with tempfile.TemporaryDirectory(prefix="recsys-study-") as tmp:
+        work = Path(tmp)
+        data, history_by = study_split(source, work, params)
+        log = EventLog(data, history_by)
+        results = {
+            run: [run_once(run, with_overrides(params, overrides, run, s), data, log, work)
+                  for s in seeds]
+            for run in runs
+        }  # fmt: skip
+    table = {run: summary(res) for run, res in results.items()}
+    users = {run: sum(r["users"] for r in res) / len(res) for run, res in results.items()}
+    comparisons = {
+        f"{run} vs {other}": paired(users[run], users[other])
+        for i, run in enumerate(runs)
+        for other in runs[i + 1 :]
+    }
+    return {"data": source, "seeds": seeds, "set": overrides, "runs": table,
+            "comparisons": comparisons}  # fmt: skip
+
+
+def summary(results: list[dict]) -> dict:
+    """Mean and sd over seeds of each test metric (events pooled per seed), val and epochs."""
+    row = {}
+    for metric in METRICS:
+        per_seed = [float(r["users"][metric].mean()) for r in results]  # user-averaged
+        row[metric] = {"mean": float(np.mean(per_seed)), "sd": float(np.std(per_seed, ddof=1))
+                       if len(per_seed) > 1 else 0.0, "per_seed": per_seed}  # fmt: skip
+    row["val/ndcg@10"] = [r["val"].get("val/ndcg@10") for r in results]
+    row["best_epoch"] = [r["best_epoch"] for r in results]
+    row["epochs"] = [r["epochs"] for r in results]
+    return row
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """a - b per user (seed-averaged), paired t-test over users, per metric."""
+    out = {}
+    for metric in METRICS:
+        diff = (a[metric] - b[metric]).to_numpy()
+        test = stats.ttest_rel(a[metric].to_numpy(), b[metric].to_numpy())
+        out[metric] = {
+            "diff": float(diff.mean()),
+            "p": float(test.pvalue) if np.isfinite(test.pvalue) else 1.0,
+            "users": len(diff),
+            "better_share": float(np.mean(diff > 0)),
+        }
+    return out
+
+
+def render(result: dict) -> str:
+    """The study as two markdown tables: runs (mean ± sd) and paired comparisons."""
+    seeds = ", ".join(map(str, result["seeds"]))
+    lines = [
+        f"Data: `{result['data']}`; seeds {seeds}; per-user means (test), mean ± sd over seeds.",
+        "",
+        "| run | test NDCG@10 | test HR@10 | best epoch (of) |",
+        "|---|---|---|---|",
+    ]
+    for run, row in result["runs"].items():
+        cells = [f"{row[m]['mean']:.4f} ± {row[m]['sd']:.4f}" for m in METRICS]
+        epochs = ", ".join(
+            f"{b} ({e})" for b, e in zip(row["best_epoch"], row["epochs"], strict=True)
+        )
+        lines.append(f"| `{run}` | {cells[0]} | {cells[1]} | {epochs} |")
+    lines += ["", "| comparison | Δ NDCG@10 | p (paired t, users) | users better | Δ HR@10 | p |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, comp in result["comparisons"].items():
+        n, h = comp["ndcg@10"], comp["hr@10"]
+        lines.append(
+            f"| {name} | {n['diff']:+.4f} | {n['p']:.2g} | {n['better_share']:.0%} of "
+            f"{n['users']} | {h['diff']:+.4f} | {h['p']:.2g} |"
+        )
+    return "\n".join(lines)
