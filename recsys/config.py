@@ -191,7 +191,7 @@ class NCFParams(Section):
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     batch_size: int = Field(default=1024, ge=1)
-    epochs: int = Field(default=10, ge=1)
+    epochs: int = Field(default=30, ge=1)
 
 
 class SS4RecParams(Section):
@@ -214,7 +214,7 @@ class SS4RecParams(Section):
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     batch_size: int = Field(default=256, ge=1)  # windows of max_len events per step
-    epochs: int = Field(default=15, ge=1)
+    epochs: int = Field(default=20, ge=1)
 
 
 class SASRecParams(Section):
