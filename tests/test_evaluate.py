@@ -57,7 +57,7 @@ def test_train_then_evaluate_write_the_contract_files(split_dir: Path, tmp_path:
         )
     assert report["test"]["n_events"] == len(test)
     assert report["test"]["warm"]["n_events"] == int(test["user_id"].isin(train_users).sum())
-    assert set(report["baselines"]) == {"mean", "bias"}
+    assert set(report["baselines"]) == {"mean", "bias", "markov"}
     # the stage's model is the bias baseline itself: its row must equal the sanity row
     assert report["test"]["rmse"] == pytest.approx(report["baselines"]["bias"]["test"]["rmse"])
     assert report["baselines"]["mean"]["test"]["rmse"] > 0

@@ -64,7 +64,7 @@ def train_and_test(tmp_path, name: str, **overrides) -> dict:
     ("name", "overrides"),
     [
         ("ss4rec", {"d_model": 32, "d_state": 16, "batch_size": 32, "epochs": 25}),
-        ("sasrec", {"d_model": 32, "batch_size": 32, "epochs": 25}),
+        ("sasrec", {"d_model": 32, "batch_size": 32, "epochs": 60, "lr": 0.003}),
     ],
 )
 def test_sequence_models_reach_the_transition_counter_on_first_order_data(

@@ -67,7 +67,7 @@ class SASRec(Recommender):
         self.cfg, self.data = cfg, data
         hidden = cfg.d_model
         self.item_emb = nn.Embedding(data.n_items + 1, hidden, padding_idx=0)
-        self.pos_emb = nn.Embedding(cfg.max_len, hidden)  # index 0 = the newest event
+        self.pos_emb = nn.Embedding(cfg.max_len, hidden)  # index 0 = the oldest real event
         # of the centred rating; absent (and hist_rating never read) when use_rating_input is off
         self.rating_emb = nn.Linear(1, hidden) if cfg.use_rating_input else None
         self.input_dropout = nn.Dropout(cfg.dropout)
