@@ -246,7 +246,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from recsys.training.report import update_readme
+    from recsys.training.results import update_readme
 
     changed = update_readme(args.readme)
     print(f"{args.readme}: {len(changed)} block(s) regenerated: {', '.join(changed) or 'none'}")

@@ -17,7 +17,7 @@ from recsys.config import Params, SplitParams
 from recsys.data.planted import Planted, first_order, gap_switch, write_planted
 from recsys.etl.split import run_split
 from recsys.training.checkpoint import load_model
-from recsys.training.report import update_readme
+from recsys.training.results import update_readme
 from recsys.training.scoring import history_len, metrics_of, score_queries
 from recsys.training.study import run_study
 from recsys.training.tensors import EventLog, QuerySet, load_split

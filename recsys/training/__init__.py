@@ -6,6 +6,8 @@
 - `evaluate` (`python -m recsys.training.evaluate`): the evaluate@ stage.
 - `scoring` and `metrics`: scoring queries and ranking metrics, shared by validation, the
   evaluate stage and `leave_one_out` (the literature's protocol, `recsys benchmark`).
-- `tensors`: the split as model tensors (event log, query sets, training sets);
+- `tensors`: the split as model tensors (event log, query sets, training windows);
   `checkpoint`: saving and rebuilding models.
+- `study` (`recsys study`): models x seeds outside DVC, with per-user paired tests;
+  `results` (`recsys report`): the README's results tables from the metrics files.
 """
