@@ -121,7 +121,7 @@ def run_study(
         for i, run in enumerate(runs)
         for other in runs[i + 1 :]
     }
-    return {"data": source, "seeds": seeds, "set": overrides, "runs": table,
+    return {"data": source, "seeds": seeds, "set": overrides, "order": runs, "runs": table,
             "comparisons": comparisons}  # fmt: skip
 
 
@@ -162,7 +162,9 @@ def render(result: dict) -> str:
         "| run | test NDCG@10 | test HR@10 | best epoch (of) |",
         "|---|---|---|---|",
     ]
-    for run, row in result["runs"].items():
+    order = result.get("order", list(result["runs"]))  # JSON files sort their keys
+    for run in order:
+        row = result["runs"][run]
         cells = [f"{row[m]['mean']:.4f} ± {row[m]['sd']:.4f}" for m in METRICS]
         epochs = ", ".join(
             f"{b} ({e})" for b, e in zip(row["best_epoch"], row["epochs"], strict=True)
@@ -170,8 +172,9 @@ def render(result: dict) -> str:
         lines.append(f"| `{run}` | {cells[0]} | {cells[1]} | {epochs} |")
     lines += ["", "| comparison | Δ NDCG@10 | p (paired t, users) | users better | Δ HR@10 | p |",
               "|---|---|---|---|---|---|"]  # fmt: skip
-    for name, comp in result["comparisons"].items():
-        n, h = comp["ndcg@10"], comp["hr@10"]
+    pairs = [f"{a} vs {b}" for i, a in enumerate(order) for b in order[i + 1 :]]
+    for name in pairs:
+        n, h = result["comparisons"][name]["ndcg@10"], result["comparisons"][name]["hr@10"]
         lines.append(
             f"| {name} | {n['diff']:+.4f} | {n['p']:.2g} | {n['better_share']:.0%} of "
             f"{n['users']} | {h['diff']:+.4f} | {h['p']:.2g} |"
