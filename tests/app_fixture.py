@@ -23,7 +23,7 @@ from recsys.config import BiasParams, load_params
 from recsys.etl.split import run_split
 from recsys.training.checkpoint import model_payload, save_checkpoint
 from recsys.training.evaluate import fit_baselines
-from recsys.training.tensors import load_split
+from recsys.training.tensors import EventLog, load_split
 from tests.conftest import make_dvc_repo
 
 DATA = Path(__file__).parent / "data"
@@ -169,7 +169,7 @@ def write_models(repo: Path) -> dict[str, dict]:
 def write_checkpoint(repo: Path) -> None:
     """models/bias.pt: the real user+item bias baseline fitted on the split."""
     data = load_split(repo / "artifacts" / "split")
-    model = fit_baselines(data, BiasParams())["bias"]
+    model = fit_baselines(data, EventLog(data), BiasParams())["bias"]
     payload = model_payload(model, model.config, data.spec, data.fingerprint)
     save_checkpoint(repo / "models" / "bias.pt", {**payload, "state_dict": model.state_dict()})
 

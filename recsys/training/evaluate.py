@@ -59,7 +59,9 @@ NOTES = {
 }
 
 
-def fit_baselines(data: SplitData, bias: BiasParams) -> dict[str, ClosedFormRecommender]:
+def fit_baselines(
+    data: SplitData, log: EventLog, bias: BiasParams
+) -> dict[str, ClosedFormRecommender]:
     """The sanity baselines, fitted in closed form on every training event.
 
     `markov` (first-order transitions) only up to its dense table's catalogue size.
@@ -71,7 +73,7 @@ def fit_baselines(data: SplitData, bias: BiasParams) -> dict[str, ClosedFormReco
         model.fit(everything)
     if data.spec.n_items <= FirstOrderMarkov.MAX_ITEMS:
         markov = FirstOrderMarkov(MarkovParams(), data.spec)
-        windows = sequence_train_set(EventLog(data), markov.config.max_len)
+        windows = sequence_train_set(log, markov.config.max_len)
         markov.fit(windows.batch(torch.arange(len(windows))))
         models["markov"] = markov
     return models
@@ -136,7 +138,7 @@ def evaluate_checkpoint(
             part: metrics_of(s)
             for part, s in evaluate_parts(b, b.config, log, train, device).items()
         }
-        for name, b in fit_baselines(data, bias).items()
+        for name, b in fit_baselines(data, log, bias).items()
     }
     report |= {"model": ckpt["model"], "n_items": data.spec.n_items, "notes": NOTES}
     write_json(metrics_path, report)
