@@ -216,7 +216,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from recsys.io import write_json
     from recsys.training.study import render, run_study
 
-    result = run_study(args.data, args.runs, args.seeds, load_params(), args.set)
+    result = run_study(args.data, args.runs, args.seeds, load_params(), args.set, args.cache)
     if args.out:
         write_json(args.out, result)
     print(json.dumps(result, indent=2) if args.json else render(result))
@@ -241,6 +241,13 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="params overrides")
     p.add_argument("--out", type=Path, default=None, help="write the result JSON here too")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="keep each run x seed result here and reuse it when data and params match "
+        "(resumes an interrupted study; lets an ablation share a main table's runs)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=_cmd_study)
 

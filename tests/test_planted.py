@@ -94,6 +94,26 @@ def test_study_compares_runs_per_user_and_renders_into_the_readme(tmp_path, monk
     assert text.startswith("# Title") and text.endswith("after\n")
 
 
+def test_study_cache_reuses_a_run_only_when_data_and_params_match(tmp_path, monkeypatch):
+    from recsys.training import study
+
+    cache = tmp_path / "cache"
+    first = run_study("planted:first-order", ["markov", "mean"], [0], Params(), [], cache)
+    assert len(list(cache.glob("*.json"))) == 2
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained again although the cache holds this run")
+
+    monkeypatch.setattr(study, "run_once", refuse)
+    again = run_study("planted:first-order", ["mean", "markov"], [0], Params(), [], cache)
+    assert again["runs"]["markov"] == first["runs"]["markov"]
+    assert again["comparisons"]["mean vs markov"]["ndcg@10"]["diff"] == pytest.approx(
+        -first["comparisons"]["markov vs mean"]["ndcg@10"]["diff"]
+    )
+    with pytest.raises(AssertionError, match="trained again"):  # another param: a new key
+        run_study("planted:first-order", ["markov"], [0], Params(), ["train.patience=9"], cache)
+
+
 def test_models_report_renders_every_eval_file(tmp_path, monkeypatch):
     def part(ndcg):
         warm, cold = {"ndcg@10": ndcg, "n_events": 3}, {"ndcg@10": 0.0, "n_events": 7}

@@ -10,6 +10,8 @@ run and seed, for the table.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from recsys.data.canonical import read_ratings
 from recsys.data.planted import PLANTED, Planted, write_planted
 from recsys.errors import RecsysError
 from recsys.etl.split import run_split
+from recsys.io import write_json
 from recsys.training.checkpoint import load_model
 from recsys.training.leave_one_out import loo_split
 from recsys.training.runtime import resolve_device
@@ -102,18 +105,38 @@ def run_once(run: str, params: Params, data: SplitData, log: EventLog, work: Pat
 
 
 def run_study(
-    source: str, runs: list[str], seeds: list[int], params: Params, overrides: list[str]
+    source: str,
+    runs: list[str],
+    seeds: list[int],
+    params: Params,
+    overrides: list[str],
+    cache: Path | None = None,
 ) -> dict:
-    """Every run × seed; the table rows and the paired comparisons of each run with the first."""
+    """Every run × seed; the table rows and the paired comparisons of each pair of runs.
+
+    With `cache`, each run × seed result (val metrics, epochs, per-user test metrics) is kept
+    there under a key of the data's bytes and the run's full params, and reused by a later
+    study with the same key: an interrupted study resumes, and an ablation table can share the
+    `full` runs of a main table (the test set is still read once per run and seed).
+    """
     with tempfile.TemporaryDirectory(prefix="recsys-study-") as tmp:
         work = Path(tmp)
         data, history_by = study_split(source, work, params)
         log = EventLog(data, history_by)
-        results = {
-            run: [run_once(run, with_overrides(params, overrides, run, s), data, log, work)
-                  for s in seeds]
-            for run in runs
-        }  # fmt: skip
+        fingerprint = _data_fingerprint(source)
+        results = {}
+        for run in runs:
+            results[run] = []
+            for seed in seeds:
+                run_params = with_overrides(params, overrides, run, seed)
+                path = _cache_path(cache, fingerprint, run, run_params) if cache else None
+                if path is not None and path.exists():
+                    results[run].append(_read_cached(path))
+                    continue
+                result = run_once(run, run_params, data, log, work)
+                if path is not None:
+                    _write_cached(path, result)
+                results[run].append(result)
     table = {run: summary(res) for run, res in results.items()}
     users = {run: sum(r["users"] for r in res) / len(res) for run, res in results.items()}
     comparisons = {
@@ -123,6 +146,38 @@ def run_study(
     }
     return {"data": source, "seeds": seeds, "set": overrides, "order": runs, "runs": table,
             "comparisons": comparisons}  # fmt: skip
+
+
+def _data_fingerprint(source: str) -> str:
+    """The source's bytes (a file, or every file of a split folder) or, for planted data, its
+    name (generated from fixed defaults)."""
+    if source.startswith("planted:"):
+        return source
+    path = Path(source.partition(":")[2] if source.startswith("loo") else source)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256(source.partition(":")[0].encode() if source.startswith("loo") else b"")
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _cache_path(cache: Path, fingerprint: str, run: str, params: Params) -> Path:
+    key = json.dumps([fingerprint, run, params.model_dump(mode="json")], sort_keys=True)
+    short = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache / f"{run.replace(':', '-')}-{params.train.seed}-{short}.json"
+
+
+def _write_cached(path: Path, result: dict) -> None:
+    users = result["users"]
+    write_json(path, {**result, "users": {"user_id": users.index.tolist(),
+                                          **{m: users[m].tolist() for m in METRICS}}})  # fmt: skip
+
+
+def _read_cached(path: Path) -> dict:
+    result = json.loads(path.read_text())
+    result["users"] = pd.DataFrame(result["users"]).set_index("user_id")
+    return result
 
 
 def summary(results: list[dict]) -> dict:
