@@ -262,8 +262,12 @@ def summary(root: Path) -> dict | None:
     return read_json(root / "metrics" / "summary.json")
 
 
-def effects_frame(docs: list[dict]) -> pd.DataFrame:
-    """Per day and metric: cumulative B - A estimate and repeated CI of the decision design."""
+def effects_frame(docs: list[dict], fit_from_day: int = 3) -> pd.DataFrame:
+    """Per day and metric: cumulative B - A estimate and repeated CI of the decision design.
+
+    The chart's y range is fitted to days >= fit_from_day: the first days' intervals (a few
+    users) are many times wider, so their ends are clipped to that range (`clipped`).
+    """
     rows = []
     for doc in docs:
         design = doc["decision"]["design"]
@@ -273,46 +277,94 @@ def effects_frame(docs: list[dict]) -> pd.DataFrame:
                 {"day": doc["day"], "metric": metric, "estimate": s["estimate"],
                  "ci_low": low, "ci_high": high, "significant": s["significant"]}
             )  # fmt: skip
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty or frame["day"].max() < fit_from_day:
+        return frame.assign(clipped=False)
+    later = frame[frame["day"] >= fit_from_day].groupby("metric")
+    lo, hi = frame["metric"].map(later["ci_low"].min()), frame["metric"].map(later["ci_high"].max())
+    clipped = (frame["ci_low"] < lo) | (frame["ci_high"] > hi)
+    return frame.assign(
+        ci_low=frame["ci_low"].clip(lower=lo), ci_high=frame["ci_high"].clip(upper=hi),
+        estimate=frame["estimate"].clip(lower=lo, upper=hi), clipped=clipped,
+    )  # fmt: skip
+
+
+def _num(value):
+    return value if value is not None else float("nan")
 
 
 def pvalue_frame(doc: dict, window: str = "cumulative") -> pd.DataFrame:
-    """One row per (design, metric) of a look: estimate, CI, raw and adjusted p-values."""
+    """One row per (design, metric) of a look: both units' estimates, CIs and p-values."""
     win = doc["windows"][window]
     designs = {"paired": win["paired"], "user-randomised": win["randomised"]["metrics"]}
     rows = []
     for design, metrics in designs.items():
         for metric, r in metrics.items():
+            e = r["per_event"]
             rows.append(
-                {"design": design, "metric": metric, "test": r.get("test"),
+                {"design": design, "metric": metric, "role": r["role"], "test": r.get("test"),
                  "estimate (B - A)": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                 "p_value": r["p_value"], "p_value_holm": r["p_value_holm"],
-                 "p_value_bh": r["p_value_bh"], "n_users": r["n_users"]}
+                 "p_value": r["p_value"], "p_value_holm": r.get("p_value_holm"),
+                 "p_value_bh": r.get("p_value_bh"), "per-event estimate": e["estimate"],
+                 "per-event p": e["p_value"], "per-event p Holm": e.get("p_value_holm"),
+                 "n_users": r["n_users"], "note": r["note"]}
             )  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def sequential_frame(doc: dict) -> pd.DataFrame:
-    """The look's sequential results per design and metric: repeated p (raw, Holm), verdict."""
+    """The look's sequential results per design and metric: repeated p, intervals, MDE."""
     rows = []
     for design, metrics in doc["windows"]["cumulative"]["sequential"].items():
         for metric, s in metrics.items():
             rows.append(
                 {"design": design, "metric": metric, "estimate": s["estimate"],
                  "repeated_ci_low": s["repeated_ci"][0], "repeated_ci_high": s["repeated_ci"][1],
+                 "simultaneous_ci_low": s["simultaneous_ci"][0],
+                 "simultaneous_ci_high": s["simultaneous_ci"][1],
                  "repeated_p": s["repeated_p"], "repeated_p_holm": s["repeated_p_holm"],
-                 "significant": s["significant"], "winner": s["winner"]}
+                 "significant": s["significant"], "winner": s["winner"],
+                 "MDE (relative to A)": _num(s["mde_relative"]),
+                 "users for target lift": s["users_needed_for_target"],
+                 "days for target lift": s["days_needed_for_target"]}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def guardrail_frame(doc: dict) -> pd.DataFrame:
+    """Guardrails of the decision design: estimate, repeated CI, margin, verdict."""
+    design = doc["decision"]["design"]
+    rows = [
+        {"metric": m, "estimate (B - A)": g["estimate"], "repeated_ci_low": g["repeated_ci"][0],
+         "repeated_ci_high": g["repeated_ci"][1], "margin": g["margin"], "verdict": g["verdict"]}
+        for m, g in doc["windows"]["cumulative"]["guardrails"][design].items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def segment_frame(doc: dict) -> pd.DataFrame:
+    """Exploratory segments (cumulative, paired): effect per group and unit, interaction p."""
+    rows = []
+    for name, seg in (doc.get("segments") or {}).items():
+        first, second = seg["groups"]
+        for metric, r in seg["metrics"].items():
+            rows.append(
+                {"segment": name, "metric": metric, "groups": f"{first} | {second}",
+                 "users": f"{r[first]['n_users']} | {r[second]['n_users']}",
+                 "effect 1st": r[first]["per_user"]["estimate"],
+                 "p 1st": r[first]["per_user"]["p_value"],
+                 "effect 2nd": r[second]["per_user"]["estimate"],
+                 "p 2nd": r[second]["per_user"]["p_value"],
+                 "interaction p (per user)": r["interaction_per_user"]["p_value"],
+                 "interaction p (per event)": r["interaction_per_event"]["p_value"]}
             )  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def srm_frame(doc: dict) -> pd.DataFrame:
-    """Sample-ratio check of the user-randomised design, for the day and cumulative windows."""
-    rows = []
-    for window in ("day", "cumulative"):
-        srm = doc["windows"][window]["randomised"]["srm"]
-        rows.append({"window": window, **srm})
-    return pd.DataFrame(rows)
+    """Sample-ratio check of the user-randomised design (cumulative window, exact binomial)."""
+    randomised = doc["windows"]["cumulative"]["randomised"]
+    return pd.DataFrame([{"window": "cumulative", **randomised["srm"]}])
 
 
 # ---- models --------------------------------------------------------------------------------

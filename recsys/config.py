@@ -109,8 +109,18 @@ class AbtestParams(Section):
 
     model_a: str = "ncf"
     model_b: str = "ss4rec"
-    metrics: list[str] = list(AB_METRICS)
+    metrics: list[str] = ["hit@10", "ndcg@10", "rr@10"]  # success metrics: the Holm family
     primary_metric: str = "ndcg@10"
+    # guardrails (not in the Holm family): metric -> non-inferiority margin relative to A's mean
+    guardrails: dict[str, float] = {"sq_err": 0.05}
+    unit: Literal["user", "event"] = "user"  # primary unit of the decision (both are reported)
+    target_lift: float = Field(default=0.05, gt=0)  # relative lift the power figures aim at
+    power: float = Field(default=0.8, gt=0, lt=1)  # power of the MDE
+    bootstrap_min_users: int = Field(default=20, ge=2)  # fewer users (per arm): no bootstrap
+    segments: list[Literal["history", "activity"]] = ["history", "activity"]  # exploratory
+    # the same models trained with other seeds (prediction files; empty: one checkpoint each)
+    seed_predictions_a: list[str] = []
+    seed_predictions_b: list[str] = []
     alpha: float = Field(default=0.05, gt=0, lt=1)
     n_days: int = Field(default=20, ge=1)
     n_bootstrap: int = Field(default=2000, ge=100)
@@ -133,6 +143,11 @@ class AbtestParams(Section):
             raise ValueError(f"metrics must be a non-empty subset of {list(AB_METRICS)}")
         if self.primary_metric not in self.metrics:
             raise ValueError("primary_metric must be one of metrics")
+        bad = [m for m in self.guardrails if m not in AB_METRICS or m in self.metrics]
+        if bad or any(margin < 0 for margin in self.guardrails.values()):
+            raise ValueError(
+                f"guardrails: metrics of {list(AB_METRICS)} not in metrics, margins >= 0"
+            )
         if self.days != abtest_days(self.n_days):
             raise ValueError("days must list 1..n_days, each chained on the day before")
         return self

@@ -29,9 +29,14 @@ def python_m(root: Path, module: str, *args: str) -> subprocess.CompletedProcess
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
 
 
+WARM = list(range(1, 31))  # users with training ratings in the stand-in split
+
+
 def write_inputs(root: Path, n_events: int = 3_000, n_users: int = 60):
     experiment = fake_experiment(n_events=n_events, n_users=n_users, seed=0)
     write_experiment(experiment, root / "batches", root / PRED_A, root / PRED_B)
+    (root / "artifacts/split").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"user_id": WARM}).to_parquet(root / "artifacts/split/train.parquet")
     return experiment
 
 
@@ -39,23 +44,25 @@ def run_stage(root: Path, day: int) -> subprocess.CompletedProcess:
     args = [
         *("--day", str(day), "--batches", "batches", "--predictions-a", PRED_A),
         *("--predictions-b", PRED_B, "--out-metrics", f"metrics/abtest/day_{day:02d}.json"),
-        *("--out-users", f"artifacts/abtest/day_{day:02d}.parquet"),
+        *("--out-users", f"artifacts/abtest/day_{day:02d}.parquet", "--split", "artifacts/split"),
     ]
     return python_m(root, "recsys.abtest.stage", *args)
 
 
-def run_in_process(root: Path, day: int) -> dict:
+def run_in_process(root: Path, day: int, **update) -> dict:
     """The same stage function the CLI calls, without the interpreter start-up."""
     from recsys.abtest.stage import run_abtest
 
+    params = load_params(root / "params.yaml").abtest.model_copy(update=update)
     return run_abtest(
+        split_dir=root / "artifacts/split",
         day=day,
         batches_dir=root / "batches",
         predictions_a=root / PRED_A,
         predictions_b=root / PRED_B,
         out_metrics=root / f"metrics/abtest/day_{day:02d}.json",
         out_users=root / f"artifacts/abtest/day_{day:02d}.parquet",
-        params=load_params(root / "params.yaml").abtest,
+        params=params,
     )
 
 
@@ -70,7 +77,7 @@ def test_stage_days_1_to_3_and_report_recompute_from_the_two_files(project: Path
     for day in (1, 2, 3):
         proc = run_stage(project, day)
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.startswith(f"Day {day} (days 1-{day}, ")
+        assert proc.stdout.startswith(f"Offline replay, day {day} (days 1-{day}, ")
     doc = json.loads((project / "metrics/abtest/day_03.json").read_text())
     params = load_params(project / "params.yaml").abtest
 
@@ -89,6 +96,10 @@ def test_stage_days_1_to_3_and_report_recompute_from_the_two_files(project: Path
     assert day["paired"]["ndcg@10"]["estimate"] == pytest.approx(
         (per_user["b"] - per_user["a"]).mean()
     )
+    # per event: every event weighs the same
+    per_event = day["paired"]["ndcg@10"]["per_event"]
+    assert per_event["estimate"] == pytest.approx((ndcg["b"] - ndcg["a"]).mean())
+    assert per_event["mean_a"] == pytest.approx(ndcg["a"].mean())
 
     users = pd.read_parquet(project / "artifacts/abtest/day_03.parquet")
     assert users["user_id"].tolist() == sorted(batch["user_id"].unique())
@@ -99,15 +110,28 @@ def test_stage_days_1_to_3_and_report_recompute_from_the_two_files(project: Path
     cumulative = doc["windows"]["cumulative"]
     assert cumulative["n_events"] == sum(len(b) for b in experiment.batches[:3])
     seq_block = cumulative["sequential"]["paired"]
-    assert set(seq_block) == set(params.metrics)
+    assert set(seq_block) == set(params.metrics) == {"hit@10", "ndcg@10", "rr@10"}
     for metric, s in seq_block.items():
         assert s["significant"] == (s["repeated_p_holm"] <= params.alpha), metric
         low, high = s["repeated_ci"]
         assert low < s["estimate"] < high
-        # the interval is taken at the Holm level, so it agrees with the current look
-        assert (low > 0 or high < 0) == (abs(s["z"]) >= s["boundary_z"]), metric
+        # labels tell the truth: 95 % per metric; the simultaneous one is wider, at 1 - 0.05/3
+        assert s["repeated_ci_level"] == 0.95
+        assert s["simultaneous_ci_level"] == pytest.approx(1 - 0.05 / 3)
+        assert s["simultaneous_ci"][0] < low and s["simultaneous_ci"][1] > high
+        assert s["mde"] > 0 and s["mde_relative"] == pytest.approx(s["mde"] / s["mean_a"])
+    # the guardrail is outside the Holm family and has a non-inferiority verdict
+    assert cumulative["paired"]["sq_err"]["role"] == "guardrail"
+    assert "p_value_holm" not in cumulative["paired"]["sq_err"]
+    guard = cumulative["guardrails"]["paired"]["sq_err"]
+    assert guard["margin"] == pytest.approx(0.05 * guard["mean_a"])
+    assert guard["verdict"] in ("non-inferior", "inconclusive", "inferior")
+    warm = doc["segments"]["history"]["metrics"]["ndcg@10"]["warm"]
+    assert warm["n_users"] == len(set(WARM) & set(batch_users(experiment, 3)))
     assert doc["business_impact"]["label"].startswith("PROJECTION")
-    assert doc["decision"]["sentence"].startswith("Day 3 (days 1-3")
+    assert doc["business_impact"]["line"].startswith("PROJECTION, not measured: ")
+    assert doc["decision"]["sentence"].startswith("Offline replay, day 3 (days 1-3")
+    assert doc["checkpoints"].startswith("one checkpoint each")
 
     proc = python_m(
         project,
@@ -118,6 +142,9 @@ def test_stage_days_1_to_3_and_report_recompute_from_the_two_files(project: Path
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((project / "metrics/summary.json").read_text())
     assert [d["day"] for d in summary["days"]] == [1, 2, 3]
+    assert summary["what_was_compared"].startswith("Offline replay, not a live A/B test")
+    assert summary["guardrails"]["sq_err"] == cumulative["guardrails"]["paired"]["sq_err"]
+    assert summary["randomised_design"]["valid"] is True and summary["seeds"] is None
     effects = pd.read_csv(project / "metrics/effects.csv")
     assert effects["day"].tolist() == [1, 2, 3]
     assert effects["ndcg@10"].iloc[-1] == pytest.approx(seq_block["ndcg@10"]["estimate"])
@@ -158,25 +185,34 @@ def test_day_2_refuses_to_run_before_day_1_or_after_an_earlier_batch_changed(pro
         run_in_process(project, 2)
 
 
-def test_sample_ratio_mismatch_fails_loudly(project: Path, monkeypatch: pytest.MonkeyPatch):
-    import recsys.abtest.stage as stage
+def batch_users(experiment, day: int) -> set:
+    return set(pd.concat(experiment.batches[:day])["user_id"])
 
-    write_inputs(project, n_events=6_000, n_users=1_000)  # ~100 users on day 1
-    skewed = lambda ids, salt, share: np.arange(len(ids)) > 0  # noqa: E731  all but one in B
-    monkeypatch.setattr(stage, "assign_arm_b", skewed)  # a broken assignment
-    with pytest.raises(
-        RecsysError, match=r"sample-ratio mismatch on day 1 \(day\): \d+ users in A"
-    ):
-        stage.run_abtest(
-            day=1,
-            batches_dir=project / "batches",
-            predictions_a=project / PRED_A,
-            predictions_b=project / PRED_B,
-            out_metrics=project / "metrics/abtest/day_01.json",
-            out_users=project / "artifacts/abtest/day_01.parquet",
-            params=load_params(project / "params.yaml").abtest,
-        )
-    assert not (project / "metrics/abtest/day_01.json").exists()
+
+def test_a_chance_srm_marks_the_randomised_design_invalid_and_stops_nothing(project: Path):
+    # the issue's case: this salt puts 3 of day 1's 30 users in A (chi2 p = 1e-5 stopped the
+    # pipeline); the exact test still flags it, on the cumulative window, for the
+    # randomised design only: the paired decision and the later days go on
+    experiment = fake_experiment(10_000, seed=0)
+    write_experiment(experiment, project / "batches", project / PRED_A, project / PRED_B)
+    (project / "artifacts/split").mkdir(parents=True)
+    pd.DataFrame({"user_id": WARM}).to_parquet(project / "artifacts/split/train.parquet")
+    doc = run_in_process(project, 1, salt="abtest-111")
+    randomised = doc["windows"]["cumulative"]["randomised"]
+    assert (randomised["srm"]["n_a"], randomised["srm"]["n_b"]) == (3, 27)
+    assert randomised["srm"]["p_value"] == pytest.approx(2 * 4_526 / 2**30)  # exact binomial
+    assert (
+        not randomised["valid"]
+        and "randomised design's results are invalid" in randomised["reason"]
+    )
+    assert doc["decision"]["valid"] and doc["decision"]["design"] == "paired"
+    assert (project / "metrics/abtest/day_01.json").is_file()
+    later = run_in_process(project, 2, salt="abtest-111")  # the next day runs
+    assert later["decision"]["sentence"].startswith("Offline replay, day 2")
+    # a randomised decision is withheld, and says why
+    blocked = run_in_process(project, 2, salt="abtest-111", decision_design="randomised")
+    assert blocked["decision"]["sentence"].startswith("Offline replay, day 2: no decision: ")
+    assert not blocked["decision"]["valid"] and blocked["decision"]["b_better"] == []
 
 
 @pytest.mark.slow
@@ -188,7 +224,7 @@ def test_dvc_repro_abtest_3_with_upstream_files_tracked_by_dvc_add(dvc_repo: Pat
     pipeline.pop("plots", None)
     (dvc_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     write_inputs(dvc_repo)
-    for path in ["batches", "artifacts/predictions"]:
+    for path in ["batches", "artifacts/predictions", "artifacts/split"]:
         assert dvc(dvc_repo, "add", "-q", path).returncode == 0
     git(dvc_repo, "add", "-A")
     git(dvc_repo, "commit", "-q", "-m", "upstream stubs")

@@ -127,49 +127,68 @@ def test_holm_and_bh_match_hand_worked_examples():
     assert np.isnan(stats.holm(p)[4]) and np.isnan(stats.benjamini_hochberg(p)[4])
 
 
-def test_holm_levels_are_the_levels_of_the_steps_taken():
-    # 0.005 <= 0.05/4 rejected at 0.0125; 0.01 <= 0.05/3 rejected at 0.0167; 0.03 > 0.025 stops
-    p = np.array([0.01, 0.04, 0.03, 0.005])
-    assert stats.holm_levels(p, 0.05) == pytest.approx([0.05 / 3, 0.025, 0.025, 0.0125])
+def test_srm_is_the_exact_binomial_test_of_the_arm_counts():
+    def exact(k: int, n: int) -> float:  # two-sided, p = 0.5: twice the smaller tail
+        return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n)
+
+    small = stats.srm_check(27, 3)  # a day window's arms: exact 2 x 4,526 / 2^30
+    assert small.p_value == pytest.approx(2 * 4_526 / 2**30) == pytest.approx(exact(3, 30))
+    assert small.alarm and small.test == "exact binomial"
+    ok = stats.srm_check(480, 520)
+    assert ok.p_value == pytest.approx(exact(480, 1_000), rel=1e-6) and not ok.alarm
+    assert stats.srm_check(6_000, 4_000).alarm
 
 
-def test_srm_matches_the_hand_formula_and_fires_on_a_60_40_split():
-    chi2_hand = (5_100 - 5_000) ** 2 / 5_000 * 2
-    ok = stats.srm_check(4_900, 5_100)
-    assert ok.chi2 == pytest.approx(chi2_hand) and not ok.alarm
-    assert ok.p_value == pytest.approx(math.erfc(math.sqrt(chi2_hand / 2)))  # chi2(1) tail
-    skewed = stats.srm_check(6_000, 4_000)
-    assert skewed.alarm and skewed.p_value < 1e-50
-
-
-def test_cuped_theta_is_the_regression_slope_and_variance_drops_by_rho_squared():
-    rng = np.random.default_rng(2)
-    n, rho = 20_000, 0.6
-    x = rng.standard_normal(n)
-    y = rho * x + math.sqrt(1 - rho**2) * rng.standard_normal(n)
-    arm_b = rng.random(n) < 0.5
-    y = y + 0.1 * arm_b  # a treatment effect CUPED must keep
-    x_missing = np.where(rng.random(n) < 0.2, np.nan, x)  # 80 % coverage
-    result = stats.cuped(y, x_missing, arm_b)
-    covered = ~np.isnan(x_missing)
-    slope = np.polyfit(x[covered & ~arm_b], y[covered & ~arm_b], 1)[0]
-    assert result.theta == pytest.approx(slope, abs=0.03)
-    assert result.coverage == pytest.approx(0.8, abs=0.01)
-    assert result.variance_reduction == pytest.approx(0.8 * rho**2, abs=0.03)
-    effect = result.adjusted[arm_b].mean() - result.adjusted[~arm_b].mean()
-    assert effect == pytest.approx(0.1, abs=0.03)
-    assert np.array_equal(result.adjusted[~covered], y[~covered])  # uncovered users unchanged
-
-
-def test_degenerate_inputs_give_nan_not_crashes():
+def test_zero_variance_uses_the_exact_sign_flip_not_p_zero():
+    same = stats.paired_t(np.ones(3))  # the issue's case: the t-test would say p = 0
+    exact = stats.sign_flip_p(np.ones(3), n_permutations=2_000, seed=0)  # 2 of 8 sign vectors
+    assert same.p_value == exact == 0.25 and same.test == "exact sign-flip"
+    assert math.isnan(same.ci_low) and "zero variance" in same.note
+    zeros = stats.paired_t(np.zeros(5))
+    assert zeros.p_value == 1.0 and math.isnan(zeros.ci_low)
+    welch = stats.welch_t(np.ones(4), np.full(4, 2.0))
+    assert math.isnan(welch.p_value) and welch.note == "not testable: zero variance"
+    one = stats.welch_t(np.ones(1), np.arange(5.0))
+    assert one.note == "not testable: 1 user(s) in A, 5 in B (2 needed in each)"
     assert math.isnan(stats.paired_t(np.array([1.0])).p_value)
-    same = stats.paired_t(np.zeros(5))
-    assert same.p_value == 1.0 and same.ci_low == same.ci_high == 0.0
-    assert stats.bootstrap_ci(np.ones(4), np.ones(4), paired=True, n_resamples=100, seed=0) == (
-        0.0,
-        0.0,
-    )
     assert math.isnan(stats.wilcoxon_p(np.zeros(6)))
+
+
+def test_bootstrap_needs_min_users():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 6), rng.normal(0, 1, 6)
+    kwargs = {"paired": True, "n_resamples": 200, "seed": 0}
+    assert all(math.isnan(v) for v in stats.bootstrap_ci(a, b, min_users=20, **kwargs))
+    assert all(math.isfinite(v) for v in stats.bootstrap_ci(a, b, min_users=5, **kwargs))
+
+
+def test_per_event_clustered_delta_method_by_hand():
+    # users' summed differences d = 2, -1, 3 over n = 2, 1, 3 events: r = 4/6;
+    # residuals d - r n = 2/3, -5/3, 1; Var = (4/9 + 25/9 + 1) / 6^2 x 3/2
+    r = stats.event_paired(np.array([2.0, -1.0, 3.0]), np.array([2.0, 1.0, 3.0]))
+    assert r.estimate == pytest.approx(4 / 6)
+    assert r.se == pytest.approx(math.sqrt((4 / 9 + 25 / 9 + 1) / 36 * 1.5)) and r.df == 2
+    # one event per user: per event = per user, the same t-test
+    assert stats.event_paired(DIFF, np.ones(DIFF.size)).se == pytest.approx(stats.paired_t(DIFF).se)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 7), rng.normal(1, 2, 9)
+    two = stats.event_two_sample(a, np.ones(7), b, np.ones(9))
+    welch = stats.welch_t(a, b)
+    assert (two.estimate, two.se, two.df) == pytest.approx((welch.estimate, welch.se, welch.df))
+
+
+def test_clustered_se_matches_the_spread_of_the_estimate_by_simulation():
+    # heavy raters whose events share a user effect: the naive per-event SE is too small
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 120, 80).astype(float)  # (users,) events per user
+    estimates, ses = [], []
+    for _ in range(3_000):
+        user_effect = rng.normal(0, 0.5, n.size)
+        sums = n * user_effect + np.sqrt(n) * rng.standard_normal(n.size)
+        r = stats.event_paired(sums, n)
+        estimates.append(r.estimate)
+        ses.append(r.se)
+    assert np.mean(ses) == pytest.approx(np.std(estimates), rel=0.06)
 
 
 def test_sign_flip_p_agrees_with_scipy_permutation_test_when_both_are_exact():

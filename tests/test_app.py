@@ -145,21 +145,34 @@ def test_ab_results_full_shows_decision_tests_and_projection(projects, monkeypat
     last = facts["abtest"][-1]
     app = open_page(monkeypatch, repo, "ab_results")
     assert texts(app.success)[0] == last["decision"]["sentence"]
-    pvalues = app.dataframe[0].value.set_index(["design", "metric"])
+    assert last["framing"] in texts(app.caption)  # an offline replay, said so
+    sequential = app.dataframe[0].value.set_index(["design", "metric"])
+    final = last["windows"]["cumulative"]["sequential"]["paired"]["ndcg@10"]
+    assert sequential.loc[("paired", "ndcg@10"), "MDE (relative to A)"] == final["mde_relative"]
+    assert (
+        sequential.loc[("paired", "ndcg@10"), "simultaneous_ci_low"] == final["simultaneous_ci"][0]
+    )
+    pvalues = app.dataframe[1].value.set_index(["design", "metric"])
     paired = last["windows"]["cumulative"]["paired"]["hit@10"]
     assert pvalues.loc[("paired", "hit@10"), "p_value"] == paired["p_value"]
     assert pvalues.loc[("paired", "hit@10"), "p_value_holm"] == paired["p_value_holm"]
+    assert pvalues.loc[("paired", "hit@10"), "per-event p"] == paired["per_event"]["p_value"]
     randomised = last["windows"]["cumulative"]["randomised"]["metrics"]["sq_err"]
     assert pvalues.loc[("user-randomised", "sq_err"), "estimate (B - A)"] == randomised["estimate"]
+    assert pvalues.loc[("user-randomised", "sq_err"), "role"] == "guardrail"
     srm = app.dataframe[2].value
     assert srm["p_value"].tolist() == [
-        last["windows"][w]["randomised"]["srm"]["p_value"] for w in ("day", "cumulative")
+        last["windows"]["cumulative"]["randomised"]["srm"]["p_value"]
     ]
     impact = last["business_impact"]
     assert metric_values(app)["Projected value per day"].startswith(f"{impact['daily_value']:,.2f}")
     assumptions = dict(app.dataframe[3].value.values.tolist())
     assert assumptions == {k: str(v) for k, v in impact["assumptions"].items()}
     assert impact["label"] in texts(app.warning)
+    guard = last["windows"]["cumulative"]["guardrails"]["paired"]["sq_err"]
+    assert app.table[0].value["verdict"].tolist() == [guard["verdict"]]
+    # the effect chart fits days 3+: day 1's interval is clipped, and the caption says so
+    assert any("days 3 onwards" in c and "day(s) 1" in c for c in texts(app.caption))
 
 
 def test_ab_results_pick_an_earlier_look(projects, monkeypatch):

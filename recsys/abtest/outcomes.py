@@ -101,24 +101,39 @@ def serve(
     return served.drop(columns="row")
 
 
+def outcome_values(pred: np.ndarray, rank: np.ndarray, rating: np.ndarray) -> dict:
+    """Every per-event outcome of one model's predictions: metric -> (events,) array."""
+    error, rank = np.asarray(pred, float) - np.asarray(rating, float), np.asarray(rank, float)
+    in_top = rank <= TOP_K
+    return {
+        "sq_err": error**2,
+        "abs_err": np.abs(error),
+        "hit@10": in_top.astype(float),
+        "ndcg@10": np.where(in_top, 1.0 / np.log2(rank + 1.0), 0.0),
+        "rr@10": np.where(in_top, 1.0 / rank, 0.0),
+    }
+
+
 def event_outcomes(served: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Per-event outcomes `<metric>_a`, `<metric>_b` beside user_id and day."""
     out = served[["user_id", "day"]].copy()
-    rating = served["rating"].to_numpy(float)
     for tag in ("a", "b"):
-        error = served[f"pred_{tag}"].to_numpy(float) - rating
-        rank = served[f"rank_{tag}"].to_numpy(float)
-        in_top = rank <= TOP_K
-        values = {
-            "sq_err": error**2,
-            "abs_err": np.abs(error),
-            "hit@10": in_top.astype(float),
-            "ndcg@10": np.where(in_top, 1.0 / np.log2(rank + 1.0), 0.0),
-            "rr@10": np.where(in_top, 1.0 / rank, 0.0),
-        }
+        values = outcome_values(served[f"pred_{tag}"], served[f"rank_{tag}"], served["rating"])
         for metric in metrics:
             out[f"{metric}_{tag}"] = values[metric]
     return out
+
+
+def seed_outcomes(events: pd.DataFrame, path: Path, metrics: list[str]) -> pd.DataFrame:
+    """One more checkpoint's per-event outcomes (columns = metrics), row-aligned with `events`.
+
+    For the across-seeds analysis: the same model trained with another seed, read and joined
+    exactly as the main prediction files are (a missing or mismatched row is an error).
+    """
+    events = events.assign(row=events.groupby("day").cumcount())
+    joined = _join_one(events, read_predictions(path), Path(path), "s")
+    values = outcome_values(joined["pred_s"], joined["rank_s"], joined["rating"])
+    return pd.DataFrame({metric: values[metric] for metric in metrics})
 
 
 def per_user(outcomes: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -144,19 +159,25 @@ def assign_arm_b(user_ids: np.ndarray, salt: str, share_b: float) -> np.ndarray:
     return unit < share_b
 
 
-def pre_period(earlier: pd.DataFrame, metrics: list[str], user_ids: np.ndarray) -> pd.DataFrame:
-    """Per user: the mean over both models of each outcome on earlier days (NaN: no data).
+def train_users(split_dir: Path) -> np.ndarray:
+    """Users with at least one training rating (warm); the others are cold."""
+    path = Path(split_dir) / "train.parquet"
+    return _read_parquet(path, ("user_id",), "training split (did the split stage run?)")[
+        "user_id"
+    ].unique()
 
-    Averaging over both models makes the covariate independent of the arm a user is in, as
-    CUPED requires (Deng et al. 2013).
+
+def user_segments(users: pd.DataFrame, segments: list[str], warm: np.ndarray | None) -> dict:
+    """segment name -> (labels of its two groups, (n_users,) bool: user in the first group).
+
+    history: warm (has training ratings) vs cold; activity: heavy (events in the window at or
+    above the median user's) vs light. history is skipped without the training users.
     """
-    pre = pd.DataFrame({"user_id": user_ids})
-    if earlier.empty:
-        for metric in metrics:
-            pre[f"{metric}_pre"] = np.nan
-        return pre
-    means = earlier.groupby("user_id")[[f"{m}_{t}" for m in metrics for t in "ab"]].mean()
-    for metric in metrics:
-        both = (means[f"{metric}_a"] + means[f"{metric}_b"]) / 2
-        pre[f"{metric}_pre"] = pre["user_id"].map(both).astype(float)
-    return pre
+    out = {}
+    for name in segments:
+        if name == "history" and warm is not None:
+            out[name] = (("warm", "cold"), users["user_id"].isin(warm).to_numpy())
+        elif name == "activity":
+            n = users["n_events"].to_numpy()
+            out[name] = (("heavy", "light"), n >= np.median(n))
+    return out

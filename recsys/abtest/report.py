@@ -1,5 +1,7 @@
 """`report` stage: the A/B story over all days -> metrics/summary.json and plot data.
 
+The story is an offline replay (see recsys.abtest.analysis): the summary says so first.
+
     python -m recsys.abtest.report --abtest-dir metrics/abtest --days 20 \\
         --out-summary metrics/summary.json --out-plot metrics/abtest_effects.csv
 
@@ -67,11 +69,24 @@ def summarise(docs: list[dict], params: AbtestParams) -> dict:
     """The summary document: final decision, when each metric became significant, the days."""
     last = docs[-1]
     final = _sequential(last)
+    cumulative = last["windows"]["cumulative"]
+    design = last["decision"]["design"]
     return {
+        "what_was_compared": last["framing"],
         "days_analysed": len(docs),
         "model_a": last["model_a"],
         "model_b": last["model_b"],
+        "checkpoints": last["checkpoints"],
+        "unit": last["decision"]["unit"],
         "decision": last["decision"],
+        "guardrails": cumulative["guardrails"][design],
+        "randomised_design": {
+            "srm": cumulative["randomised"]["srm"],
+            "valid": cumulative["randomised"]["valid"],
+            "reason": cumulative["randomised"]["reason"],
+        },
+        "segments_exploratory": last["segments"],
+        "seeds": last["seeds"],
         "final": {
             metric: {**final[metric], "first_significant_day": first_significant_day(docs, metric)}
             for metric in params.metrics

@@ -160,6 +160,25 @@ def crossing_probability(info: np.ndarray, bounds: np.ndarray, drift: float) -> 
     return total
 
 
+def detectable_z(info: np.ndarray, bounds: np.ndarray, power: float) -> float:
+    """E[Z] at the last look that the boundaries cross with probability `power` by then.
+
+    The minimum detectable effect of a metric is this times its standard error at the last
+    look (Jennison & Turnbull ch. 2: a drift δ per unit information gives E[Z_K] = δ√I_K).
+    Found by bisection on crossing_probability, which rises with the drift.
+    """
+    info = monotone_info(info)
+    root = np.sqrt(info[-1])
+    lo, hi = 0.0, 12.0
+    for _ in range(22):  # to ~3e-6
+        mid = (lo + hi) / 2
+        if crossing_probability(info, bounds, mid / root) < power:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
 def repeated_p_values(
     z: np.ndarray,
     info: np.ndarray,

@@ -18,9 +18,16 @@ Paired design (both models score every user):
 
 User-randomised design (each user sees one arm): Welch t-test; relative lift with the
 delta-method variance of GrowthBook's gbstats, Var = σ_B²/(μ_A² n_B) + σ_A² μ_B²/(μ_A⁴ n_A);
-two-sample BCa bootstrap; a Pearson χ² sample-ratio-mismatch check, alarm at p < 0.001
-(GrowthBook, Eppo). CUPED (Deng, Xu, Kohavi & Walker 2013) with θ = Cov(Y, X)/Var(X) pooled
-over arms.
+two-sample BCa bootstrap; a sample-ratio-mismatch check by the exact binomial test of the arm
+counts, alarm at p < 0.001 (the threshold of GrowthBook and Eppo; exact rather than χ² because
+a day's arms can hold 3 and 27 users, where the χ² tail is too light).
+
+Per-event metrics (the second unit): a ratio of sums over users, Σ_u y_u / Σ_u n_u, with the
+delta-method standard error clustered by user (Deng, Knoblich & Lu 2018; GrowthBook's ratio
+metrics): Var ≈ Σ_u (y_u - r n_u)² / (Σ_u n_u)² · U/(U-1).
+
+Small samples: zero variance is no t-test (the paired case uses the exact sign-flip p, the
+others say "not testable"); bootstrap CIs need `min_users` per arm.
 
 Multiple metrics: Holm-Bonferroni (FWER) and Benjamini-Hochberg (FDR,
 `scipy.stats.false_discovery_control`). Sequential looks live in `recsys.abtest.sequential`.
@@ -49,6 +56,7 @@ class TestResult:
     statistic: float = float("nan")
     se: float = float("nan")
     df: float = float("nan")
+    note: str = ""  # why a figure is missing or exact ("" when the test ran as named)
 
     def as_dict(self) -> dict:
         """Plain dict (NaN stays NaN; the writer turns it into null)."""
@@ -60,11 +68,11 @@ NAN = float("nan")
 
 def _t_result(test: str, estimate: float, se: float, df: float, alpha: float) -> TestResult:
     """t-based result from an estimate, its SE and degrees of freedom."""
+    if se == 0:
+        note = "not testable: zero variance"
+        return TestResult(test, estimate, NAN, NAN, NAN, NAN, 0.0, df, note)
     if not np.isfinite(se) or not np.isfinite(df) or df <= 0:
         return TestResult(test, estimate, NAN, NAN, NAN, NAN, se, df)
-    if se == 0:  # no spread: the difference is exactly known
-        p = 1.0 if estimate == 0 else 0.0
-        return TestResult(test, estimate, estimate, estimate, p, NAN, 0.0, df)
     t = estimate / se
     half = sps.t.ppf(1 - alpha / 2, df) * se
     p = float(2 * sps.t.sf(abs(t), df))
@@ -76,7 +84,15 @@ def paired_t(diff: np.ndarray, alpha: float = 0.05) -> TestResult:
     diff = np.asarray(diff, dtype=float)
     n = diff.size
     if n < 2:
-        return TestResult("paired t-test", float(diff.mean()) if n else NAN, NAN, NAN, NAN)
+        note = f"not testable: {n} user(s)"
+        return TestResult(
+            "paired t-test", float(diff.mean()) if n else NAN, NAN, NAN, NAN, note=note
+        )
+    if np.ptp(diff) == 0:  # every user differs by the same d: the t statistic is undefined
+        # exact sign-flip p: only the all-plus and all-minus sign vectors reach |Σd| (d ≠ 0)
+        p = 1.0 if diff[0] == 0 else min(1.0, 2.0 / 2.0**n)
+        note = "zero variance: exact sign-flip p, no interval"
+        return TestResult("exact sign-flip", float(diff[0]), NAN, NAN, p, NAN, 0.0, n - 1, note)
     se = float(diff.std(ddof=1) / np.sqrt(n))
     return _t_result("paired t-test", float(diff.mean()), se, n - 1, alpha)
 
@@ -95,7 +111,8 @@ def welch_t(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> TestResult:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.size < 2 or b.size < 2:
         estimate = float(b.mean() - a.mean()) if a.size and b.size else NAN
-        return TestResult("Welch t-test", estimate, NAN, NAN, NAN)
+        note = f"not testable: {a.size} user(s) in A, {b.size} in B (2 needed in each)"
+        return TestResult("Welch t-test", estimate, NAN, NAN, NAN, note=note)
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size  # squared SEs of the means
     se = float(np.sqrt(va + vb))
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1)) if se > 0 else NAN
@@ -105,14 +122,14 @@ def welch_t(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> TestResult:
 def relative_lift_delta(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> TestResult:
     """Relative lift mean(b)/mean(a) - 1 with the delta-method SE (GrowthBook gbstats), z-test."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    name = "relative lift, delta method"
     if a.size < 2 or b.size < 2 or a.mean() == 0:
-        return TestResult("relative lift, delta method", NAN, NAN, NAN, NAN)
+        return TestResult(name, NAN, NAN, NAN, NAN, note="not testable: < 2 users or mean A 0")
     mu_a, mu_b = a.mean(), b.mean()
     var = b.var(ddof=1) / (mu_a**2 * b.size) + a.var(ddof=1) * mu_b**2 / (mu_a**4 * a.size)
     lift, se = float(mu_b / mu_a - 1), float(np.sqrt(var))
     if se == 0:
-        p = 1.0 if lift == 0 else 0.0
-        return TestResult("relative lift, delta method", lift, lift, lift, p, NAN, 0.0)
+        return TestResult(name, lift, NAN, NAN, NAN, NAN, 0.0, note="not testable: zero variance")
     z = lift / se
     half = sps.norm.ppf(1 - alpha / 2) * se
     p = float(2 * sps.norm.sf(abs(z)))
@@ -127,8 +144,12 @@ def bootstrap_ci(
     n_resamples: int,
     seed: int,
     alpha: float = 0.05,
+    min_users: int = 2,
 ) -> tuple[float, float]:
     """BCa bootstrap CI of mean(b) - mean(a); paired resamples users, else each arm apart.
+
+    (NaN, NaN) below `min_users` per arm: with a handful of users the BCa ends jump with
+    tiny input changes (the resamples take few distinct values).
 
     The BCa interval of scipy.stats.bootstrap (Efron & Tibshirani 1993, §14.3), computed
     for the mean with (n_resamples, n_users) index matrices and the closed-form jackknife:
@@ -136,7 +157,7 @@ def bootstrap_ci(
     scipy.stats.bootstrap and a hand-written BCa in tests/test_abtest_stats.py.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.size < 2 or b.size < 2:
+    if min(a.size, b.size) < max(2, min_users):
         return NAN, NAN
     estimate = float(b.mean() - a.mean())
     rng = np.random.default_rng(seed)
@@ -221,14 +242,14 @@ def wilcoxon_p(diff: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class SrmResult:
-    """Sample-ratio-mismatch check of the arm counts."""
+    """Sample-ratio-mismatch check of the arm counts (exact binomial test)."""
 
     n_a: int
     n_b: int
     expected_share_b: float
-    chi2: float
     p_value: float
     alarm: bool
+    test: str = "exact binomial"
 
     def as_dict(self) -> dict:
         """Plain dict."""
@@ -236,13 +257,12 @@ class SrmResult:
 
 
 def srm_check(n_a: int, n_b: int, share_b: float = 0.5, threshold: float = SRM_ALARM_P):
-    """Pearson χ² (1 df) of the arm counts against the designed split; alarm at p < threshold."""
+    """Exact two-sided binomial test of n_b out of n_a + n_b against the designed share."""
     total = n_a + n_b
     if total == 0:
-        return SrmResult(n_a, n_b, share_b, NAN, NAN, False)
-    expected = np.array([(1 - share_b) * total, share_b * total])
-    chi2, p = sps.chisquare([n_a, n_b], f_exp=expected)
-    return SrmResult(n_a, n_b, share_b, float(chi2), float(p), bool(p < threshold))
+        return SrmResult(n_a, n_b, share_b, NAN, False)
+    p = float(sps.binomtest(n_b, total, share_b).pvalue)
+    return SrmResult(n_a, n_b, share_b, p, bool(p < threshold))
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -257,21 +277,6 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def holm_levels(p_values: np.ndarray, alpha: float) -> np.ndarray:
-    """The level Holm tests each hypothesis at: α/(m - i + 1) at its step, or the level of
-    the step where the procedure stopped (for intervals that agree with the decisions)."""
-    p = np.where(np.isnan(np.asarray(p_values, dtype=float)), np.inf, p_values)
-    m, order = p.size, np.argsort(p, kind="stable")
-    levels = np.empty(m)
-    for step, i in enumerate(order):
-        level = alpha / (m - step)
-        if p[i] > level:  # Holm stops: this and every later hypothesis stay at this level
-            levels[order[step:]] = level
-            break
-        levels[i] = level
-    return levels
-
-
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values via scipy (NaN entries stay NaN and do not count)."""
     p = np.asarray(p_values, dtype=float)
@@ -282,42 +287,38 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-@dataclass(frozen=True)
-class CupedResult:
-    """CUPED-adjusted outcomes and what the adjustment achieved."""
-
-    adjusted: np.ndarray  # (n_users,) Y - θ (X - mean X)
-    theta: float
-    coverage: float  # share of users with pre-period data
-    variance_reduction: float  # 1 - pooled within-arm Var(adjusted) / Var(Y)
+def _cluster_var(y: np.ndarray, n: np.ndarray, ratio: float) -> float:
+    """Delta-method variance of Σy / Σn with users as clusters (CR1 small-sample factor)."""
+    users = y.size
+    return float(np.sum((y - ratio * n) ** 2) / n.sum() ** 2 * users / (users - 1))
 
 
-def cuped(y: np.ndarray, x: np.ndarray, arm_b: np.ndarray) -> CupedResult:
-    """CUPED: Y - θ(X - X̄), θ = pooled within-arm Cov(Y, X)/Var(X) over users with X.
+def event_paired(diff_sums: np.ndarray, n: np.ndarray, alpha: float = 0.05) -> TestResult:
+    """Per-event mean difference Σ_u d_u / Σ_u n_u (d_u: user u's summed B - A), clustered SE.
 
-    X is NaN for users without pre-period data: they keep Y unchanged (X set to X̄), so the
-    adjustment never drops a user. The variance reduction is measured within arms.
+    t with U - 1 degrees of freedom (U users, the clusters).
     """
-    y, x, arm_b = np.asarray(y, float), np.asarray(x, float), np.asarray(arm_b, bool)
-    covered = ~np.isnan(x)
-    if covered.sum() < 3:
-        return CupedResult(y.copy(), 0.0, float(covered.mean()) if y.size else 0.0, 0.0)
-    x_bar = x[covered].mean()
-    x_filled = np.where(covered, x, x_bar)
-    yc, xc = _center_within(y, arm_b), _center_within(x_filled, arm_b)
-    var_x = float(np.sum(xc[covered] ** 2))
-    theta = float(np.sum(xc[covered] * yc[covered]) / var_x) if var_x > 0 else 0.0
-    adjusted = y - theta * (x_filled - x_bar)
-    var_y = float(np.sum(yc**2))
-    var_adj = float(np.sum(_center_within(adjusted, arm_b) ** 2))
-    reduction = 1 - var_adj / var_y if var_y > 0 else 0.0
-    return CupedResult(adjusted, theta, float(covered.mean()), reduction)
+    d, n = np.asarray(diff_sums, dtype=float), np.asarray(n, dtype=float)
+    name = "per-event, paired, user-clustered delta method"
+    if d.size < 2:
+        return TestResult(name, NAN, NAN, NAN, NAN, note=f"not testable: {d.size} user(s)")
+    ratio = float(d.sum() / n.sum())
+    return _t_result(name, ratio, float(np.sqrt(_cluster_var(d, n, ratio))), d.size - 1, alpha)
 
 
-def _center_within(values: np.ndarray, arm_b: np.ndarray) -> np.ndarray:
-    """Values minus their own arm's mean."""
-    out = values.astype(float).copy()
-    for mask in (arm_b, ~arm_b):
-        if mask.any():
-            out[mask] -= values[mask].mean()
-    return out
+def event_two_sample(
+    sums_a: np.ndarray, n_a: np.ndarray, sums_b: np.ndarray, n_b: np.ndarray, alpha: float = 0.05
+) -> TestResult:
+    """Per-event mean of arm B minus arm A (each Σy / Σn over its users), clustered SEs,
+    Welch-Satterthwaite degrees of freedom over the users of each arm."""
+    name = "per-event, two arms, user-clustered delta method"
+    ya, yb = np.asarray(sums_a, dtype=float), np.asarray(sums_b, dtype=float)
+    if ya.size < 2 or yb.size < 2:
+        note = f"not testable: {ya.size} user(s) in A, {yb.size} in B (2 needed in each)"
+        return TestResult(name, NAN, NAN, NAN, NAN, note=note)
+    ra, rb = float(ya.sum() / np.sum(n_a)), float(yb.sum() / np.sum(n_b))
+    va = _cluster_var(ya, np.asarray(n_a, dtype=float), ra)
+    vb = _cluster_var(yb, np.asarray(n_b, dtype=float), rb)
+    se = float(np.sqrt(va + vb))
+    df = (va + vb) ** 2 / (va**2 / (ya.size - 1) + vb**2 / (yb.size - 1)) if se > 0 else NAN
+    return _t_result(name, rb - ra, se, df, alpha)

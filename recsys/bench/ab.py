@@ -13,6 +13,7 @@ import time
 import pandas as pd
 from tqdm import tqdm
 
+from recsys.abtest.analysis import all_metrics
 from recsys.abtest.fake import fake_experiment
 from recsys.abtest.outcomes import event_outcomes, serve
 from recsys.abtest.stage import analyse_day
@@ -27,7 +28,7 @@ def time_all_days(n_events: int, params: AbtestParams, seed: int = 0) -> dict:
     )
     start = time.perf_counter()
     served = serve(events, experiment.predictions_a, experiment.predictions_b, ("a", "b"))
-    outcomes = event_outcomes(served, params.metrics)
+    outcomes = event_outcomes(served, all_metrics(params))
     serve_s = time.perf_counter() - start
     per_day, cpu_start = [], time.process_time()
     for day in tqdm(range(1, params.n_days + 1), desc=f"ab {n_events:,}", leave=False):
