@@ -49,6 +49,11 @@ class OutputCheck(BaseModel):
     detail: str = ""  # what differs
     restore: str = ""  # the commands that bring the recorded content back
 
+    @property
+    def damaged(self) -> bool:
+        """Not intact: corrupted, cache corrupted or unverifiable (missing = not built)."""
+        return self.state not in ("ok", "missing")
+
 
 class Status(BaseModel):
     """What `recsys status` reports (also its `--json` schema)."""
@@ -65,7 +70,7 @@ class Status(BaseModel):
     @property
     def damaged(self) -> list[OutputCheck]:
         """The verified files that are not intact (corrupted, cache corrupted, unverifiable)."""
-        return [c for c in self.verified or [] if c.state not in ("ok", "missing")]
+        return [c for c in self.verified or [] if c.damaged]
 
 
 def count_rows(csv_path: Path) -> int | None:
@@ -189,7 +194,7 @@ def render_verified(checks: list[OutputCheck]) -> list[str]:
     """`verify` lines: a count of intact files, then each damaged one and how to restore it."""
     ok = sum(c.state == "ok" for c in checks)
     missing = sum(c.state == "missing" for c in checks)
-    bad = [c for c in checks if c.state not in ("ok", "missing")]
+    bad = [c for c in checks if c.damaged]
     head = f"verify    {ok} of {len(checks)} tracked files match their recorded md5"
     if missing:
         head += f", {missing} not in the workspace (not built, or deleted)"
