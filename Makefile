@@ -43,7 +43,7 @@ test: setup browser  ## run the whole test suite (slow end-to-end tests included
 	$(BIN)/python -m pytest
 
 app: setup  ## the dashboard on http://127.0.0.1:8501 (reads this folder's DVC outputs)
-	$(BIN)/streamlit run app/streamlit_app.py
+	$(BIN)/streamlit run app/streamlit_app.py --server.address 127.0.0.1
 
 # The dashboard's browser test drives Debian's Chromium; install it when it is missing.
 browser:  ## Chromium + chromedriver for the browser test (Debian; root or sudo)

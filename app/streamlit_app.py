@@ -1,7 +1,9 @@
-"""The dashboard: `streamlit run app/streamlit_app.py` (bound to 127.0.0.1 by .streamlit/).
+"""The dashboard: `make app`, i.e. `streamlit run app/streamlit_app.py --server.address
+127.0.0.1` (it serves nothing when Streamlit listens on more than loopback).
 
 Reads the project in $RECSYS_ROOT (default: the working directory); writes nothing. The
-sidebar's controls start Prefect deployments when a Prefect API is configured.
+sidebar's controls start Prefect deployments when a Prefect API is configured and the app was
+started with RECSYS_CONTROLS=1, each after a confirmation.
 """
 
 import sys
@@ -13,7 +15,7 @@ if str(REPO) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 import streamlit as st  # noqa: E402
 
-from app.ui import controls  # noqa: E402
+from app.ui import controls, refuse_unless_loopback  # noqa: E402
 
 PAGES = [
     ("views/pipeline.py", "Pipeline", "pipeline", ":material/account_tree:"),
@@ -25,6 +27,7 @@ PAGES = [
 ]
 
 st.set_page_config(layout="wide")  # each st.Page title names the browser tab
+refuse_unless_loopback()
 pages = [st.Page(path, title=title, url_path=url, icon=icon) for path, title, url, icon in PAGES]
 
 

@@ -65,9 +65,9 @@ def _cmd_bench_etl(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from recsys.status import collect_status, render_status
 
-    status = collect_status()
+    status = collect_status(verify=args.verify)
     print(status.model_dump_json(indent=2) if args.json else render_status(status))
-    return 0
+    return 1 if status.damaged else 0  # --verify found a damaged file: exit 1
 
 
 def _cmd_preset(args: argparse.Namespace) -> int:
@@ -389,6 +389,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
 def _add_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="dataset, rows, what is built and what is stale")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="read every DVC-tracked output and its cache copy, compare md5s with dvc.lock and "
+        "the .dvc files, name each damaged file and how to restore it (exit 1 if any)",
+    )
     p.set_defaults(func=_cmd_status)
 
 

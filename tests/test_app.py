@@ -3,6 +3,7 @@ all days built; no exception, and the numbers shown are the ones in the files.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -100,6 +101,27 @@ def test_pipeline_partial_names_the_failed_day(projects, monkeypatch):
     assert [s for s in stale if s == "split" or s.startswith("batch@")] == [
         f"batch@{day}" for day in range(3, 21)
     ]
+
+
+def test_pipeline_verify_names_a_damaged_output_and_its_restore(projects, monkeypatch):
+    repo, _ = projects["full"]
+    app = open_page(monkeypatch, repo, "pipeline")
+    app.button(key="verify-outputs").click().run()
+    intact = texts(app.success)[-1]
+    assert re.fullmatch(r"(\d+) of \1 tracked files match their recorded md5; none damaged",
+                        intact), intact  # fmt: skip
+    val = repo / "artifacts" / "split" / "val.parquet"
+    original = val.read_bytes()
+    try:
+        val.write_bytes(original[:100] + b"\x00" * 8 + original[108:])  # same size, bad bytes
+        app.button(key="verify-outputs").click().run()
+        shown = texts(app.error)
+    finally:
+        val.write_bytes(original)
+    assert shown[0].endswith("1 DAMAGED:")
+    assert shown[1].startswith("**corrupted**: `artifacts/split/val.parquet` (split): md5 ")
+    assert shown[1].endswith("Restore: `rm artifacts/split/val.parquet && dvc checkout "
+                             "artifacts/split/val.parquet` (the cache copy is intact)")  # fmt: skip
 
 
 def test_pipeline_nothing_built_lists_the_stage_to_build(projects, monkeypatch):
@@ -273,6 +295,7 @@ def test_partial_models_experiments_recommendations(projects, monkeypatch):
 
 
 def test_controls_disabled_without_server(projects, monkeypatch):
+    monkeypatch.setenv("RECSYS_CONTROLS", "1")  # on, but no Prefect API to start runs on
     app = open_page(monkeypatch, projects["full"][0], "pipeline")
     buttons = [b for b in app.sidebar.button if b.label != "Refresh states"]
     assert [b.label for b in buttons] == ["Process next day", "Run A/B test", "Retrain"]

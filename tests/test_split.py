@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recsys.config import SplitParams
-from recsys.data.canonical import write_canonical
+from recsys.data.canonical import sort_ratings, write_canonical
 from recsys.errors import RecsysError
 from recsys.etl.split import k_core, run_split, split_sizes, temporal_split
 from tests.conftest import PROJECT_ROOT, tiny_ratings
@@ -108,6 +108,7 @@ def test_stage_writes_parts_and_meta(tmp_path: Path):
         "dropped.parquet",
         "items.parquet",
         "meta.json",
+        "quarantine.parquet",
         "test.parquet",
         "train.parquet",
         "users.parquet",
@@ -117,6 +118,64 @@ def test_stage_writes_parts_and_meta(tmp_path: Path):
     assert meta["test"]["n_ratings"] == len(test)
     train_users = set(pd.read_parquet(tmp_path / "out" / "train.parquet")["user_id"])
     assert meta["test"]["n_cold_user_events"] == int((~test["user_id"].isin(train_users)).sum())
+
+
+def with_bad_rows(ratings: pd.DataFrame) -> pd.DataFrame:
+    """`ratings` plus 6 bad rows: rating 9 and user_id 0 at the oldest second (train), in the
+    middle of val's seconds, and at the newest second (test)."""
+    stamps = np.sort(ratings["timestamp"].to_numpy())
+    val_second = stamps[int(len(stamps) * 0.85)]  # val holds positions 80 %..90 %
+    bad = [(user, item, rating, ts)
+           for ts in (stamps[0], val_second, stamps[-1])
+           for user, item, rating in ((3, 7, 9.0), (0, 7, 4.0))]  # fmt: skip
+    injected = pd.DataFrame(bad, columns=["user_id", "item_id", "rating", "timestamp"])
+    return pd.concat([ratings, injected], ignore_index=True)
+
+
+def test_every_row_is_accounted_for_per_part(tmp_path: Path):
+    ratings = with_bad_rows(tiny_ratings(n_users=20, n_items=15, per_user=10, seed=3))
+    write_canonical(ratings, pd.DataFrame(columns=["item_id", "title", "genres"]), tmp_path)
+    params = SplitParams(min_user_ratings=7, min_item_ratings=6)
+    meta = run_split(tmp_path / "ratings.csv", tmp_path / "out", params)
+    # 206 rows: test round(20.6) = 21, val 21, train 164 (split_sizes)
+    assert [meta[k]["n_input"] for k in ("train", "val", "test")] == [164, 21, 21]
+    for name in ("train", "val", "test"):
+        part = meta[name]
+        assert part["n_input"] == (
+            part["n_ratings"] + part["n_quarantined"] + part["n_dropped_by_k_core"]
+        ), name
+    read = {n: pd.read_parquet(tmp_path / "out" / f"{n}.parquet")
+            for n in ("train", "val", "test", "quarantine", "dropped")}  # fmt: skip
+    assert meta["train"]["quarantine_by_reason"] == {"bad_id": 1, "rating_out_of_scale": 1}
+    assert meta["val"]["quarantine_by_reason"] == {"bad_id": 1, "rating_out_of_scale": 1}
+    assert meta["test"]["n_quarantined"] == 0  # test rows go whole to the day stages' gate
+    assert meta["train"]["n_dropped_by_k_core"] == len(read["dropped"]) > 0
+    for name in ("train", "val", "test"):
+        assert len(read[name]) == meta[name]["n_ratings"]
+    for name in ("train", "val"):
+        assert not ((read[name]["rating"] == 9) | (read[name]["user_id"] == 0)).any()
+    test_bad = read["test"][(read["test"]["rating"] == 9) | (read["test"]["user_id"] == 0)]
+    assert len(test_bad) == 2
+    quarantine = read["quarantine"]
+    assert quarantine[["part", "reason", "user_id", "rating"]].values.tolist() == [
+        ["train", "bad_id", 0, 4.0],  # same second: user 0 sorts before user 3
+        ["train", "rating_out_of_scale", 3, 9.0],
+        ["val", "bad_id", 0, 4.0],
+        ["val", "rating_out_of_scale", 3, 9.0],
+    ]
+    assert quarantine["position"].tolist()[:2] == [0, 1]  # the oldest second, sorted first
+    # every input row is in exactly one of the outputs
+    together = pd.concat([read[n] for n in ("train", "val", "test", "dropped", "quarantine")])
+    assert len(together) == len(ratings) == 206
+    assert not together.duplicated(KEY).any()
+
+
+def test_a_part_with_no_valid_row_is_a_clear_error():
+    ratings = sort_ratings(tiny_ratings())  # 360 rows: val holds positions 288..323
+    ratings.loc[288:323, "rating"] = 9.0
+    with pytest.raises(RecsysError, match=r"^every val row broke a row rule "
+                       r"\(rating_out_of_scale 36\); check the ratings file"):  # fmt: skip
+        temporal_split(ratings, SplitParams())
 
 
 def test_stage_cli_missing_input_is_one_line(tmp_path: Path):

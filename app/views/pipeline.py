@@ -1,9 +1,38 @@
-"""Pipeline: days processed, records, coverage, stale stages, last runs, what to run next."""
+"""Pipeline: days processed, records, coverage, stale stages, last runs, what to run next,
+and on request a verification of every DVC-tracked output against its recorded md5."""
 
 import streamlit as st
 
 from app import data
 from app.ui import clear_cache, fmt_int, load, missing
+from recsys.errors import RecsysError
+from recsys.status import render_verified, verify_outputs
+
+
+def verify_section() -> None:
+    """`recsys status --verify` on request: damaged files, each with its restore commands."""
+    st.subheader("Verify outputs")
+    st.caption("Reads every DVC-tracked output and its cache copy and compares md5s with "
+               "dvc.lock and the .dvc files (`recsys status --verify`): finds bytes damaged "
+               "in place, which `dvc status` trusts by size and mtime.")  # fmt: skip
+    if not st.button("Verify outputs", key="verify-outputs"):
+        return
+    try:
+        with st.spinner("Reading every tracked file…"):
+            checks = verify_outputs(data.project_root())
+    except RecsysError as err:
+        st.warning(str(err))
+        return
+    summary = render_verified(checks)[0].removeprefix("verify").strip()
+    bad = [c for c in checks if c.damaged]
+    if not bad:
+        st.success(summary)
+        return
+    st.error(summary)
+    for check in bad:
+        st.error(f"**{check.state}**: `{check.path}` ({check.stage}): {check.detail}  \n"
+                 f"Restore: {check.restore}")  # fmt: skip
+
 
 st.title("Pipeline")
 status = load("pipeline_status")
@@ -44,3 +73,5 @@ else:
 
 st.subheader("Last runs")
 st.dataframe(load("last_runs"), hide_index=True, width="stretch")
+
+verify_section()
