@@ -2,11 +2,21 @@
 
 A button is live only when a Prefect API is configured (PREFECT_API_URL, from the environment
 or the active Prefect profile); otherwise the page shows the command that starts a server.
+Every call to the API gives up after API_TIMEOUT_S (no retries) with an OrchestratorError
+that names the server: a server that accepts connections and never answers cannot hang the page.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from recsys.errors import RecsysError
+
+T = TypeVar("T")
+API_TIMEOUT_S = 10.0  # one control or state lookup, all its requests together
 
 # button label -> deployment "<flow name>/<deployment name>" (flows/serve.py)
 DEPLOYMENTS = {
@@ -19,6 +29,10 @@ START_SERVER = (
     "export PREFECT_API_URL=http://127.0.0.1:4200/api\n"
     "python -m flows.serve  # serves the deployments; restart the app with that variable set"
 )
+
+
+class OrchestratorError(RecsysError):
+    """The Prefect API did not answer in time, or refused the request."""
 
 
 @dataclass(frozen=True)
@@ -47,11 +61,39 @@ def run_url(flow_run_id: str) -> str:
     return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}"
 
 
+def _within_deadline(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run the async API `call` to completion in at most API_TIMEOUT_S, without retries;
+    raise OrchestratorError naming the server and `what` on a timeout or a refused connection."""
+    import httpx
+    from prefect.settings import (
+        PREFECT_API_REQUEST_TIMEOUT,
+        PREFECT_CLIENT_MAX_RETRIES,
+        temporary_settings,
+    )
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(call(), API_TIMEOUT_S)
+
+    settings = {PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: API_TIMEOUT_S}
+    try:
+        with temporary_settings(settings):
+            return asyncio.run(bounded())
+    except TimeoutError:
+        raise OrchestratorError(
+            f"the Prefect API at {api_url()} did not answer within {API_TIMEOUT_S:g} s ({what});"
+            " check that `prefect server start` is running and reachable"
+        ) from None
+    except httpx.HTTPError as err:  # refused, reset, DNS: the server is not there
+        raise OrchestratorError(
+            f"could not reach the Prefect API at {api_url()} ({what}): {err or type(err).__name__}"
+        ) from None
+
+
 def start(deployment: str) -> StartedRun:
     """Create a flow run of `deployment` and return at once (timeout=0: no waiting)."""
-    from prefect.deployments import run_deployment
+    from prefect.deployments import arun_deployment
 
-    run = run_deployment(deployment, timeout=0)
+    run = _within_deadline(f"start {deployment}", lambda: arun_deployment(deployment, timeout=0))
     state = run.state.name if run.state else "Scheduled"
     return StartedRun(deployment, str(run.id), run.name, state, run_url(str(run.id)))
 
@@ -60,6 +102,9 @@ def state_of(flow_run_id: str) -> str:
     """The flow run's current state name, as the Prefect API reports it."""
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run_id)
+    async def read():
+        async with get_client() as client:
+            return await client.read_flow_run(flow_run_id)
+
+    run = _within_deadline(f"state of flow run {flow_run_id}", read)
     return run.state.name if run.state else "unknown"

@@ -13,12 +13,16 @@ from prefect import flow, task
 
 from flows.daily_etl import verdict_markdown
 from flows.tasks import (
+    allow_repos,
+    allowed_repo,
+    limited,
     metrics_markdown,
     publish_markdown,
     read_json,
     read_stages,
     repro,
     require_stages,
+    writer,
 )
 from recsys.errors import RecsysError, run_reporting_errors
 
@@ -29,7 +33,8 @@ def publish_verdict(repo: str, metrics_path: str, key: str, title: str) -> str:
     doc = read_json(Path(repo) / metrics_path)
     if doc is None:
         raise RecsysError(f"{metrics_path} is missing after its stage ran")
-    markdown = verdict_markdown(doc, title) + "\n" + metrics_markdown(repo, [metrics_path])
+    table = limited(metrics_markdown, repo)(repo, [metrics_path])
+    markdown = verdict_markdown(doc, title) + "\n" + table
     publish_markdown(key, markdown, title)
     return markdown
 
@@ -37,9 +42,11 @@ def publish_verdict(repo: str, metrics_path: str, key: str, title: str) -> str:
 @flow(name="ab-test")
 def ab_test(repo: str = ".", day: int | None = None) -> str:
     """Run `abtest@<day>` (or the cumulative `report`) through DVC; publish the verdict."""
+    repo = allowed_repo(repo)
     stage = f"abtest@{day}" if day is not None else "report"
-    require_stages([stage], read_stages(repo))
-    repro(repo, stage)
+    with writer(repo):
+        require_stages([stage], limited(read_stages, repo)(repo))
+        limited(repro, repo)(repo, stage)
     if day is None:
         return publish_verdict(
             repo, "metrics/summary.json", "ab-verdict-cumulative", "A/B verdict, all days"
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "--day", type=int, help="one day's analysis (default: the cumulative report)"
     )
     args = parser.parse_args(argv)
+    allow_repos(args.repo)
 
     def body() -> int:
         print(ab_test(repo=args.repo, day=args.day))

@@ -4,7 +4,9 @@ Which day is next comes from DVC's own state (recsys.etl.run over `dvc status`):
 1..N whose stages (`batch@N`, and `abtest@N` where dvc.yaml defines it) DVC does not report up
 to date. So a retried run re-does only what DVC says is missing (a finished `batch@N` is
 skipped by DVC, an unfinished `abtest@N` runs), and a duplicated run waits on the
-`daily-etl` global concurrency limit, then sees the day as done and takes the next one.
+`daily-etl` global concurrency limit (created once by `python -m flows.serve` or this command
+line), then sees the day as done and takes the next one. With `push`, the day's DVC outputs are
+`dvc push`ed and its commit `git push`ed, so another clone continues from the next day.
 
     python -m flows.daily_etl --repo .          # one run without a server (ephemeral API)
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
@@ -25,6 +29,12 @@ from flows.tasks import (
     RETRY_DELAYS_S,
     QualityGateFailed,
     TransientError,
+    allow_repos,
+    allowed_repo,
+    classified,
+    dvc_limit,
+    limited,
+    limits,
     log_event,
     metrics_markdown,
     publish_markdown,
@@ -34,17 +44,19 @@ from flows.tasks import (
     repro,
     retry_if_transient,
     stage_names,
+    writer,
 )
 from recsys.errors import RecsysError, run_reporting_errors
 from recsys.etl.quality import METRICS
-from recsys.etl.run import days_from_stages, etl_lock, next_day, read_quality, render_quality
+from recsys.etl.run import days_from_stages, next_day, read_quality, render_quality
 from recsys.pipeline import StageState, run_dvc
 
 DAILY_LIMIT = "daily-etl"  # global concurrency limit (1 slot): daily runs never overlap
 
 
 def ensure_limit(name: str = DAILY_LIMIT, slots: int = 1) -> None:
-    """Create the global concurrency limit on the Prefect API if it does not exist yet."""
+    """Create the global concurrency limit on the Prefect API if it does not exist yet (once,
+    by `python -m flows.serve` or the command line; never per run)."""
     # ObjectAlreadyExists: a run starting at the same moment created it first
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.upsert_global_concurrency_limit_by_name(name, slots)
@@ -141,7 +153,7 @@ def publish_day(repo: str, day: int, ran: list[str]) -> str | None:
         f"metrics/abtest/day_{day:02d}.json",
         "metrics/summary.json",
     ]
-    body = metrics_markdown(repo, targets)
+    body = limited(metrics_markdown, repo)(repo, targets)
     publish_markdown(
         "dvc-metrics-daily",
         f"## DVC metrics after day {day}\n\nStages run: {', '.join(ran)}\n\n{body}",
@@ -150,8 +162,11 @@ def publish_day(repo: str, day: int, ran: list[str]) -> str | None:
     return sentence
 
 
-def _git(repo: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+def _git(repo: str, *args: str, timeout_s: float | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # fail, never wait for a password
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, env=env, timeout=timeout_s
+    )
 
 
 @task(retries=2, retry_delay_seconds=RETRY_DELAYS_S[:2], retry_condition_fn=retry_if_transient)
@@ -175,9 +190,32 @@ def commit_day(repo: str, day: int) -> bool:
 def dvc_push(repo: str) -> None:
     """`dvc push` to the default remote; a failure (network, remote busy) is retried."""
     try:
-        run_dvc("push", cwd=repo)
+        run_dvc("push", cwd=repo, timeout_s=dvc_limit())
     except RecsysError as err:
-        raise TransientError(str(err)) from None
+        raise TransientError(str(classified(err))) from None
+
+
+@task(retries=2, retry_delay_seconds=RETRY_DELAYS_S[:2], retry_condition_fn=retry_if_transient)
+def git_push(repo: str) -> str:
+    """`git push` the current branch to its remote (default origin); return what was pushed.
+
+    A rejection (another clone pushed first) is not retried: this clone must pull first.
+    """
+    branch = _git(repo, "symbolic-ref", "--short", "HEAD").stdout.strip()
+    if not branch:
+        raise RecsysError(f"{repo}: HEAD is not on a branch; check out the branch to push")
+    remote = _git(repo, "config", f"branch.{branch}.remote").stdout.strip() or "origin"
+    done = _git(repo, "push", remote, f"HEAD:refs/heads/{branch}", timeout_s=dvc_limit())
+    if done.returncode == 0:
+        log_event("git_pushed", remote=remote, branch=branch)
+        return f"{remote}/{branch}"
+    reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no message"
+    if "rejected" in done.stderr:
+        raise RecsysError(
+            f"git push to {remote} {branch} was rejected ({reason}): another clone pushed "
+            "first; this clone's commit stays local. Run `git pull --rebase` and `dvc pull`"
+        )
+    raise TransientError(f"git push to {remote} {branch} failed: {reason}")
 
 
 def run_day_stages(repo: str, day: int, stages: list[StageState]) -> dict:
@@ -185,12 +223,13 @@ def run_day_stages(repo: str, day: int, stages: list[StageState]) -> dict:
     defined, skipped = day_plan(day, stages)
     for stage, reason in skipped.items():
         log_event("stage_skipped", day=day, stage=stage, reason=reason)
-    batch = repro(repo, f"batch@{day}", return_state=True)
+    run_stage = limited(repro, repo)
+    batch = run_stage(repo, f"batch@{day}", return_state=True)
     quality = quality_gate(repo, day, stages)  # raises with the gate's reason
     results = [batch.result()]  # raises a failure that was not the quality gate
     if quality is None:
         raise RecsysError(f"day {day}: `dvc repro batch@{day}` wrote no quality report")
-    results += [repro(repo, stage) for stage in defined[1:]]
+    results += [run_stage(repo, stage) for stage in defined[1:]]
     verdict = publish_day(repo, day, [r["stage"] for r in results])
     return {
         "day": day,
@@ -205,11 +244,13 @@ def run_day_stages(repo: str, day: int, stages: list[StageState]) -> dict:
 def daily_etl(
     repo: str = ".", day: int | None = None, commit: bool = False, push: bool = False
 ) -> dict:
-    """Run the next unprocessed day (or `day`) through DVC; optionally commit and push."""
-    ensure_limit()
-    # The Prefect limit serialises daily runs anywhere; the repo's etl lock also `recsys etl`.
-    with concurrency(DAILY_LIMIT, occupy=1, strict=True), etl_lock(Path(repo)):
-        stages = read_stages(repo)
+    """Run the next unprocessed day (or `day`) through DVC; optionally commit and push
+    (`dvc push`, then `git push` of the day's commit)."""
+    repo = allowed_repo(repo)
+    # The Prefect limit serialises daily runs anywhere; the repository lock also every other
+    # flow and `recsys etl` in this clone.
+    with daily_slot(limits(repo).lock_timeout_s), writer(repo):
+        stages = limited(read_stages, repo)(repo)
         pending = pending_day(stages)
         if day is None and pending is None:
             n_days = len(days_from_stages(stages))
@@ -219,10 +260,25 @@ def daily_etl(
             raise RecsysError(f"day {day} needs day {pending} first")
         result = run_day_stages(repo, day or pending, stages)
         if commit:
-            result["committed"] = commit_day(repo, result["day"])
+            result["committed"] = limited(commit_day, repo)(repo, result["day"])
         if push:
-            dvc_push(repo)
+            limited(dvc_push, repo)(repo)
+            if commit:  # after the data: a clone that pulls this commit finds its outputs
+                result["pushed"] = limited(git_push, repo)(repo)
     return result
+
+
+@contextlib.contextmanager
+def daily_slot(timeout_s: float):
+    """The one slot of the `daily-etl` global concurrency limit, waiting up to `timeout_s`."""
+    try:
+        with concurrency(DAILY_LIMIT, occupy=1, timeout_seconds=timeout_s, strict=True):
+            yield
+    except ConcurrencySlotAcquisitionError as err:
+        raise RecsysError(
+            f"{err}: start the flows with `python -m flows.serve` (it creates the limit), or "
+            f"run `prefect global-concurrency-limit create {DAILY_LIMIT} --limit 1`"
+        ) from None
 
 
 def run_days(repo: str, *, simulate: int, through: int | None, **options) -> list[dict]:
@@ -249,11 +305,15 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--through", type=int, help="every pending day up to and including this")
     which.add_argument("--simulate", type=int, default=1, help="this many pending days (default 1)")
     parser.add_argument("--commit", action="store_true", help="commit dvc.lock and metrics to git")
-    parser.add_argument("--push", action="store_true", help="dvc push to the default remote")
+    parser.add_argument(
+        "--push", action="store_true", help="dvc push, then git push the commit (with --commit)"
+    )
     args = parser.parse_args(argv)
     options = {"commit": args.commit, "push": args.push}
+    allow_repos(args.repo)
 
     def body() -> int:
+        ensure_limit()
         if args.day is not None:
             results = [daily_etl(repo=args.repo, day=args.day, **options)]
         else:

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import argparse
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 from flows.tasks import (
     RETRY_DELAYS_S,
+    STAGE_TASKS,
+    allow_repos,
+    allowed_repo,
     classified,
+    limited,
     log_event,
     publish_table,
     retry_if_transient,
+    writer,
 )
 from recsys import experiments as lib
 from recsys.errors import RecsysError, run_reporting_errors
@@ -39,11 +44,14 @@ def queue_grid(repo: str, grid: dict[str, list], targets: list[str]) -> list[str
     return names
 
 
-@task
+@task(tags=[STAGE_TASKS])
 def run_queue(repo: str, jobs: int) -> None:
-    """`dvc exp run --run-all`: run every queued experiment, `jobs` at a time."""
-    for line in lib.run_queue(repo, jobs):
-        log_event("experiment_progress", line=line)
+    """`dvc exp run --run-all`: run every queued experiment, `jobs` at a time, streaming what
+    DVC and the stages print into the run's log (stopped at the task's timeout_seconds)."""
+    try:
+        lib.run_queue(repo, jobs, echo=get_run_logger().info)
+    except RecsysError as err:
+        raise classified(err, echoed=True) from None
 
 
 @task
@@ -65,10 +73,12 @@ def experiments(
     jobs: int = 1,
 ) -> list[dict]:
     """Queue a grid of `dvc exp run` experiments, run them, publish their comparison."""
+    repo = allowed_repo(repo)
     grid = grid or DEFAULT_GRID
-    names = queue_grid(repo, grid, targets or [])
-    run_queue(repo, jobs)
-    return publish_comparison(repo, names, grid)
+    with writer(repo):
+        names = limited(queue_grid, repo)(repo, grid, targets or [])
+        limited(run_queue, repo)(repo, jobs)
+        return limited(publish_comparison, repo)(repo, names, grid)
 
 
 def parse_set(text: str) -> tuple[str, list[str]]:
@@ -94,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="experiments run at once")
     args = parser.parse_args(argv)
     grid = dict(args.set) if args.set else None
+    allow_repos(args.repo)
 
     def body() -> int:
         for row in experiments(repo=args.repo, grid=grid, targets=args.target, jobs=args.jobs):

@@ -4,6 +4,9 @@
     python -m flows.serve         # terminal 2 (runs flows in this process, in --repo)
     prefect deployment run 'daily-etl/daily'
 
+Flow runs accept only `--repo` as their `repo` parameter (any other path is refused before
+DVC runs). Serving also creates the `daily-etl` global concurrency limit, once.
+
 `prefect deploy --all --prefect-file configs/prefect.yaml` registers the same deployments on a
 work pool instead, for workers on other hosts.
 """
@@ -20,6 +23,7 @@ from prefect.schedules import Cron
 from flows.ab_test import ab_test
 from flows.daily_etl import DAILY_LIMIT, daily_etl, ensure_limit
 from flows.experiments import experiments
+from flows.tasks import allow_repos
 from flows.training import training
 
 DAILY_CRON = "0 2 * * *"  # 02:00 every day
@@ -55,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m flows.serve", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--repo", default=".", help="the DVC repository the flows run in (default: .)"
+        "--repo",
+        default=".",
+        help="the DVC repository the flows run in, the only one they accept (default: .)",
     )
     args = parser.parse_args(argv)
+    repo = str(Path(args.repo).resolve())
+    allow_repos(repo)  # inherited by the flow runs this process starts
     ensure_limit()
-    serve(*deployments(str(Path(args.repo).resolve())))
+    serve(*deployments(repo))
     return 0
 
 

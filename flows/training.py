@@ -12,7 +12,17 @@ from pathlib import Path
 
 from prefect import flow, task
 
-from flows.tasks import publish_table, read_json, read_stages, repro, require_stages
+from flows.tasks import (
+    allow_repos,
+    allowed_repo,
+    limited,
+    publish_table,
+    read_json,
+    read_stages,
+    repro,
+    require_stages,
+    writer,
+)
 from recsys.errors import run_reporting_errors
 
 DEFAULT_MODELS = ["ncf", "ss4rec"]
@@ -44,12 +54,14 @@ def publish_metrics(repo: str, models: list[str]) -> list[dict]:
 @flow(name="training")
 def training(repo: str = ".", models: list[str] | None = None, evaluate: bool = True) -> list[dict]:
     """Retrain (and evaluate) each model through DVC; publish the metrics table."""
+    repo = allowed_repo(repo)
     models = models or DEFAULT_MODELS
     steps = ["train", "evaluate"] if evaluate else ["train"]
     wanted = [f"{step}@{model}" for model in models for step in steps]
-    require_stages(wanted, read_stages(repo))
-    for stage in wanted:
-        repro(repo, stage)
+    with writer(repo):
+        require_stages(wanted, limited(read_stages, repo)(repo))
+        for stage in wanted:
+            limited(repro, repo)(repo, stage)
     return publish_metrics(repo, models) if evaluate else []
 
 
@@ -60,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="models to retrain")
     parser.add_argument("--no-evaluate", action="store_true", help="train only")
     args = parser.parse_args(argv)
+    allow_repos(args.repo)
 
     def body() -> int:
         for row in training(repo=args.repo, models=args.models, evaluate=not args.no_evaluate):

@@ -254,6 +254,17 @@ class SASRecParams(Section):
         return self
 
 
+class FlowsParams(Section):
+    """Limits of the Prefect flows (no stage reads them: a change here stales nothing)."""
+
+    # one `dvc repro <stage>` task (or an experiment queue): past it DVC is stopped, the task fails
+    stage_timeout_s: int = Field(default=7200, ge=1)
+    # a task that reads DVC's state, shows metrics or pushes
+    read_timeout_s: int = Field(default=600, ge=1)
+    # wait for the repository lock another flow or `recsys etl` holds, then fail naming it
+    lock_timeout_s: int = Field(default=1800, ge=0)
+
+
 class Params(Section):
     """All of params.yaml."""
 
@@ -266,6 +277,7 @@ class Params(Section):
     ncf: NCFParams = NCFParams()
     ss4rec: SS4RecParams = SS4RecParams()
     sasrec: SASRecParams = SASRecParams()
+    flows: FlowsParams = FlowsParams()
 
 
 def _one_line(err: ValidationError, source: str) -> str:

@@ -110,3 +110,23 @@ def with_targets(windows: dict, first_events: bool = True) -> dict:
         "target_item": item,
         "target_rating": rating.float(),
     }
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory):
+    """One temporary Prefect API (SQLite and PREFECT_HOME in tmp) for every flow test, with the
+    `daily-etl` concurrency limit created once, as `python -m flows.serve` does."""
+    from prefect.settings import (
+        PREFECT_HOME,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.daily_etl import ensure_limit
+
+    home = tmp_path_factory.mktemp("prefect_home")
+    settings = {PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+    with temporary_settings(settings), prefect_test_harness(server_startup_timeout=120):
+        ensure_limit()
+        yield

@@ -1,11 +1,13 @@
 """Prefect flows end to end on a tiny dataset in a real DVC repo, against a real Prefect API.
 
-One `prefect_test_harness` (a temporary SQLite API server) serves the whole module.
+One `prefect_test_harness` (a temporary SQLite API server, tests/conftest.py) serves them all.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from pathlib import Path
 from uuid import UUID
@@ -18,7 +20,7 @@ import yaml
 from flows.ab_test import ab_test
 from flows.daily_etl import daily_etl, day_plan, pending_day, verdict_markdown
 from flows.experiments import experiments
-from flows.tasks import FAIL_ONCE_ENV, QualityGateFailed
+from flows.tasks import ALLOWED_REPOS_ENV, QualityGateFailed
 from flows.training import metrics_row, training
 from recsys.config import merge_into
 from recsys.errors import RecsysError
@@ -32,20 +34,13 @@ uses_prefect = pytest.mark.usefixtures("prefect_api")  # flow runs need the API;
 PIPELINE = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory):
-    """One temporary Prefect API (SQLite in tmp, PREFECT_HOME in tmp) for every test here."""
-    from prefect.settings import (
-        PREFECT_HOME,
-        PREFECT_SERVER_ANALYTICS_ENABLED,
-        temporary_settings,
-    )
-    from prefect.testing.utilities import prefect_test_harness
-
-    home = tmp_path_factory.mktemp("prefect_home")
-    settings = {PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False}
-    with temporary_settings(settings), prefect_test_harness(server_startup_timeout=120):
-        yield
+@pytest.fixture(autouse=True)
+def served_repos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The repositories the flows accept here, as `python -m flows.serve --repo` sets them:
+    the test's repo (dvc_repo) and a second clone of it."""
+    repos = [tmp_path / "repo", tmp_path / "second"]
+    monkeypatch.setenv(ALLOWED_REPOS_ENV, os.pathsep.join(str(r.resolve()) for r in repos))
+    return repos
 
 
 def set_etl_params(repo: Path, **etl) -> None:
@@ -112,6 +107,31 @@ def task_runs(state) -> dict[str, object]:
             sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200,
         )  # fmt: skip
     return {run.name: run for run in runs}
+
+
+def run_log(state) -> str:
+    """Every log line of the flow run (its tasks' included), oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)  # logs go to the API in batches
+    run_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=run_filter, limit=200, sort=LogSort.TIMESTAMP_ASC)
+    return "\n".join(log.message for log in logs)
+
+
+def pull_steps(clone: Path) -> None:
+    """What a work-pool worker runs before each flow run (configs/prefect.yaml's `pull`)."""
+    spec = yaml.safe_load((PROJECT_ROOT / "configs/prefect.yaml").read_text())
+    for step in spec["pull"]:
+        (kind, options), = step.items()  # fmt: skip
+        if kind.endswith("run_shell_script"):
+            done = subprocess.run(options["script"], shell=True, cwd=clone, capture_output=True,
+                                  text=True)  # fmt: skip
+            assert done.returncode == 0, f"{options['script']}: {done.stderr}"
 
 
 def artifacts(state) -> dict[str, object]:
@@ -192,10 +212,23 @@ def test_grid_arguments_and_comparison_columns():
 
 @uses_prefect
 @pytest.mark.slow
-def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
-    state = daily_etl(repo=str(tiny_repo), commit=True, return_state=True)
+def test_daily_etl_runs_each_day_once_and_a_second_clone_continues(tiny_repo: Path, tmp_path: Path):
+    origin = tmp_path / "origin.git"  # the git remote both clones push to
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    assert (
+        dvc(tiny_repo, "remote", "add", "-d", "shared", str(tmp_path / "dvc-remote")).returncode
+        == 0
+    )
+    git(tiny_repo, "commit", "-qam", "the shared DVC remote")
+    git(tiny_repo, "remote", "add", "origin", str(origin))
+    git(tiny_repo, "push", "-q", "-u", "origin", "main")
+    second = tmp_path / "second"  # another host's clone, made before day 1 ran
+    git(tmp_path, "clone", "-q", str(origin), str(second))
+
+    state = daily_etl(repo=str(tiny_repo), commit=True, push=True, return_state=True)
     first = state.result()
     assert (first["day"], first["quality_passed"], first["committed"]) == (1, True, True)
+    assert first["pushed"] == "origin/main"
     assert [s["stage"] for s in first["stages"]] == ["batch@1", "abtest@1"]
     assert list(first["skipped"]) == ["report"]  # it needs every day: runs with day 2
     found = artifacts(state)
@@ -205,7 +238,11 @@ def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
     assert ab_doc["decision"]["sentence"] in found["ab-verdict-day-01"].data
     assert first["verdict"] == ab_doc["decision"]["sentence"]
     assert "metrics/quality/day_01.json" in found["dvc-metrics-daily"].data
+    log = run_log(state)  # the stages' output, streamed as DVC printed it
+    assert "Running stage 'batch@1':" in log and "Running stage 'abtest@1':" in log
+    assert "> python -m recsys.etl.day" in log  # the command line DVC echoes for the stage
     assert git(tiny_repo, "log", "-1", "--format=%s").strip() == "daily-etl: day 1"
+    assert git(origin, "log", "-1", "--format=%s", "main").strip() == "daily-etl: day 1"
     assert git(tiny_repo, "status", "--porcelain", "dvc.lock", "metrics").strip() == ""
     assert not (tiny_repo / "batches/day_02.parquet").exists()  # nothing of day 2 yet
 
@@ -214,25 +251,42 @@ def test_daily_etl_runs_each_day_once_then_says_all_done(tiny_repo: Path):
         ("batch@1", False),
         ("abtest@1", False),
     ]
-    remote = tiny_repo.parent / "dvc-remote"
-    assert dvc(tiny_repo, "remote", "add", "-d", "local", str(remote)).returncode == 0
-    second = daily_etl(repo=str(tiny_repo), commit=True, push=True)
-    assert (
-        second["committed"] and git(tiny_repo, "log", "-1", "--format=%s") == "daily-etl: day 2\n"
-    )
-    pushed = dvc(tiny_repo, "status", "--cloud", "--json")  # local cache vs remote
-    assert pushed.returncode == 0 and json.loads(pushed.stdout) == {}, pushed.stdout
-    assert any(remote.rglob("*"))
-    assert [(s["stage"], s["ran"]) for s in second["stages"]] == [
+
+    pull_steps(second)  # fast-forward to day 1's commit, `dvc pull` its outputs
+    continued = daily_etl(repo=str(second), commit=True, push=True)
+    assert continued["day"] == 2 and continued["committed"]
+    assert [(s["stage"], s["ran"]) for s in continued["stages"]] == [
         ("batch@2", True),
         ("abtest@2", True),
         ("report", True),
     ]
-    assert (tiny_repo / "metrics/summary.json").is_file()
+    assert (second / "metrics/summary.json").is_file()
+    pushed = dvc(second, "status", "--cloud", "--json")  # local cache vs remote
+    assert pushed.returncode == 0 and json.loads(pushed.stdout) == {}, pushed.stdout
+    history = git(origin, "log", "--format=%s", "main").splitlines()
+    assert history[:2] == ["daily-etl: day 2", "daily-etl: day 1"]
+
+    pull_steps(tiny_repo)  # the first host catches up: nothing left to run
     done = daily_etl(repo=str(tiny_repo))
     assert done == {"day": None, "message": "all 2 days are up to date; nothing to do"}
-    status = dvc(tiny_repo, "status", "--json")
-    assert json.loads(status.stdout) == {}
+    assert json.loads(dvc(tiny_repo, "status", "--json").stdout) == {}
+    assert (tiny_repo / "metrics/summary.json").read_bytes() == (
+        second / "metrics/summary.json"
+    ).read_bytes()
+
+
+@uses_prefect
+def test_every_flow_refuses_a_repository_it_was_not_served_for(tmp_path: Path):
+    foreign = tmp_path / "foreign"  # someone's pipeline, reached through the `repo` parameter
+    foreign.mkdir()
+    (foreign / "dvc.yaml").write_text("stages:\n  report:\n    cmd: touch pwned\n")
+    for flow in (daily_etl, training, ab_test, experiments):
+        state = flow(repo=str(foreign), return_state=True)
+        assert state.is_failed(), flow.name
+        with pytest.raises(RecsysError, match=r"is not a repository these flows were served for"):
+            state.result()
+        assert task_runs(state) == {}, flow.name  # refused before any task
+    assert sorted(p.name for p in foreign.iterdir()) == ["dvc.yaml"]  # no lock, no output
 
 
 @uses_prefect
@@ -250,20 +304,6 @@ def test_failing_quality_gate_fails_the_flow_with_its_reason_and_no_retry(dvc_re
     assert runs["dvc repro batch@1"].run_count == 1  # a stage's own failure is not retried
     assert "FAILED: validity" in artifacts(state)["quality-day-01"].description
     assert not (dvc_repo / "batches/day_01.parquet").exists()
-
-
-@uses_prefect
-@pytest.mark.slow
-def test_a_task_recovers_from_a_transient_failure_by_retrying(
-    tiny_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    armed = tmp_path / "fail-once"
-    armed.touch()
-    monkeypatch.setenv(FAIL_ONCE_ENV, str(armed))
-    state = daily_etl(repo=str(tiny_repo), return_state=True)
-    assert state.is_completed() and state.result()["day"] == 1
-    assert not armed.exists()  # the first attempt consumed it
-    assert task_runs(state)["dvc repro batch@1"].run_count == 2  # failed once, retried once
 
 
 @uses_prefect
@@ -315,7 +355,6 @@ def test_ab_test_flow_for_a_day_then_cumulative(tiny_repo: Path):
     assert "ab-verdict-cumulative" in artifacts(state)
 
 
-@uses_prefect
 @uses_prefect
 @pytest.mark.slow
 @pytest.mark.skipif(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,22 +45,94 @@ def test_workflow_passes_actionlint(workflow: Path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def load(name: str) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / ".github/workflows" / name).read_text())
+
+
 def test_daily_workflow_cron_inputs_artifacts_and_issue_on_failure():
-    daily = yaml.safe_load((PROJECT_ROOT / ".github/workflows/daily.yml").read_text())
+    daily = load("daily.yml")
     triggers = daily[True]  # YAML 1.1 reads the key `on` as True
     assert triggers["schedule"] == [{"cron": "0 2 * * *"}]
     assert set(triggers["workflow_dispatch"]["inputs"]) == {"day", "simulate_days"}
-    steps = daily["jobs"]["batch"]["steps"]
-    uses = [step.get("uses", "") for step in steps]
+    jobs = daily["jobs"]
+    uses = [step.get("uses", "") for step in jobs["batch"]["steps"]]
     assert any(u.startswith("actions/upload-artifact@") for u in uses)
-    issue = next(step for step in steps if "gh issue create" in step.get("run", ""))
-    assert issue["if"] == "failure()"
-    assert any("python -m flows.daily_etl" in step.get("run", "") for step in steps)
-    assert daily["permissions"] == {"contents": "write", "issues": "write"}
+    assert any(
+        "python -m flows.daily_etl" in step.get("run", "") for step in jobs["batch"]["steps"]
+    )
+    assert jobs["report-failure"]["if"] == "failure()"
+    assert any("gh issue create" in step.get("run", "") for step in jobs["report-failure"]["steps"])
+    assert any("git push" in step.get("run", "") for step in jobs["publish"]["steps"])
+
+
+@pytest.mark.parametrize(
+    ("event", "remote", "expected"),
+    [
+        ("schedule", "", "false"),
+        ("schedule", "s3://b/r", "true"),
+        ("workflow_dispatch", "", "true"),
+    ],
+)
+def test_nightly_run_without_a_dvc_remote_stops_with_a_notice(event, remote, expected, tmp_path):
+    (step,) = load("daily.yml")["jobs"]["check"]["steps"]
+    outputs = tmp_path / "outputs"
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(outputs), "GITHUB_EVENT_NAME": event,
+           "DVC_REMOTE_URL": remote}  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert outputs.read_text() == f"run={expected}\n"
+    assert ("::notice title=daily-batch skipped::" in done.stdout) == (expected == "false")
+    batch = load("daily.yml")["jobs"]["batch"]
+    assert batch["needs"] == "check" and batch["if"] == "needs.check.outputs.run == 'true'"
+
+
+# the only write permission each workflow's jobs hold, by job
+WRITES = {
+    "ci.yml": {"metrics-comment": {"pull-requests": "write"}},
+    "daily.yml": {"publish": {"contents": "write"}, "report-failure": {"issues": "write"}},
+}
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_least_privilege_pinned_actions_and_no_kept_credentials(workflow: Path):
+    spec = yaml.safe_load(workflow.read_text())
+    assert spec["permissions"] == {}  # nothing by default: each job asks
+    pushes = {"publish"}  # the one job that pushes with the checkout's credentials
+    for name, job in spec["jobs"].items():
+        granted = job["permissions"]
+        writes = {scope: level for scope, level in granted.items() if level == "write"}
+        assert writes == WRITES[workflow.name].get(name, {}), name
+        for step in job["steps"]:
+            if "uses" not in step:
+                continue
+            action, _, ref = step["uses"].partition("@")
+            assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{name}: {step['uses']} is not a SHA"
+            if action == "actions/checkout":
+                persisted = step.get("with", {}).get("persist-credentials", True)
+                assert persisted == (name in pushes), name
+            if action == "actions/setup-python":
+                assert step["with"]["cache"] == "pip", name
+    text = workflow.read_text()  # each pin says which release it is
+    assert all(re.search(r"@[0-9a-f]{40}  # v\d", line) for line in text.splitlines()
+               if re.search(r"uses: \S+@", line))  # fmt: skip
+
+
+def test_pull_requests_get_a_dvc_metrics_diff_comment():
+    jobs = load("ci.yml")["jobs"]
+    diff = jobs["metrics-diff"]
+    assert diff["if"] == "github.event_name == 'pull_request'"
+    runs = "\n".join(step.get("run", "") for step in diff["steps"])
+    assert 'dvc metrics diff "$BASE_SHA" --md' in runs and 'dvc plots diff "$BASE_SHA"' in runs
+    comment = jobs["metrics-comment"]
+    assert comment["needs"] == "metrics-diff"
+    assert all("actions/checkout" not in step.get("uses", "") for step in comment["steps"])
+    assert any("gh pr comment" in step.get("run", "") for step in comment["steps"])
 
 
 def test_ci_workflow_runs_the_readme_test_command():
-    ci = yaml.safe_load((PROJECT_ROOT / ".github/workflows/ci.yml").read_text())
+    ci = load("ci.yml")
     runs = [step.get("run") for step in ci["jobs"]["test"]["steps"]]
     assert "make test" in runs
 

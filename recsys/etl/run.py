@@ -8,13 +8,9 @@ nothing else (no model depends on a batch). Two runs at once queue on DVC's repo
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import re
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -22,7 +18,7 @@ from pydantic import BaseModel
 from recsys.errors import RecsysError
 from recsys.etl.day import log_event, timing_path
 from recsys.etl.quality import METRICS
-from recsys.pipeline import StageState, run_dvc, stage_states
+from recsys.pipeline import StageState, repo_lock, run_dvc, stage_states
 
 STAGE = re.compile(r"^batch@(\d+)$")
 
@@ -76,23 +72,9 @@ def _failure_reason(err: RecsysError, report: dict | None) -> str:
     return str(err)
 
 
-@contextlib.contextmanager
-def etl_lock(root: Path) -> Iterator[None]:
-    """One `recsys etl` at a time per repository; a second one waits for the first."""
-    path = root / ".dvc" / "tmp" / "recsys-etl.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print("etl: another `recsys etl` runs in this repository; waiting", file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield  # the lock goes with the file handle, also when the process dies
-
-
 def run_day(day: int, root: Path = Path(".")) -> dict:
     """Run `dvc repro batch@<day>` (earlier days must be done); return its quality report."""
-    with etl_lock(root):
+    with repo_lock(root, "recsys etl"):
         return _run_day_locked(day, root)
 
 
