@@ -85,8 +85,8 @@ def test_days_in_order_status_and_same_result_as_one_dvc_repro(dvc_repo: Path):
     points = plots[0]["content"]["data"]["values"]
     assert sorted({int(p["day"]) for p in points}) == [1, 2, 3, 4]  # not days 5-20: not run
     assert {float(p["validity"]) for p in points} == {1.0}  # a CSV's values: text
-    summary = json.loads(dvc(dvc_repo, "metrics", "show", "--json").stdout)
-    quality = summary["workspace"]["data"]["metrics/quality.json"]["data"]
+    (shown,) = json.loads(dvc(dvc_repo, "metrics", "show", "--json").stdout).values()
+    quality = shown["data"]["metrics/quality.json"]["data"]
     assert quality == {"days": 4, "days_failed": 0, "rows": 40, "quarantined": 0,
                        "worst": dict.fromkeys(("completeness", "validity", "uniqueness",
                                                "consistency"), 1.0)}  # fmt: skip

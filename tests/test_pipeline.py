@@ -83,7 +83,8 @@ def test_changed_param_makes_split_stale_and_repro_gives_same_bytes_back(dvc_rep
 def check_metrics_and_plots(repo: Path) -> None:
     """Only the comparable summaries are metrics; per-day files stay readable one by one; every
     chart is titled, has more than one point and overlays both models where it compares them."""
-    metrics = json.loads(dvc(repo, "metrics", "show", "--json").stdout)["workspace"]["data"]
+    (shown,) = json.loads(dvc(repo, "metrics", "show", "--json").stdout).values()  # workspace
+    metrics = shown["data"]
     assert sorted(metrics) == [
         "dvclive/ncf/metrics.json", "dvclive/ss4rec/metrics.json", "metrics/ab.json",
         "metrics/quality.json", "metrics/scores/ncf.json", "metrics/scores/ss4rec.json",
