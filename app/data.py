@@ -460,6 +460,28 @@ def checkpoints(root: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
+def registry(root: Path) -> pd.DataFrame | None:
+    """The model registry (GTO stages of the dvc.yaml artifacts): one row per model with each
+    stage's version and which model is in prod; None outside a git repository."""
+    from recsys.registry import PROD, model_in_stage, stages
+
+    if not (root / ".git").exists():
+        return None
+    found = stages(root)
+    in_prod = model_in_stage(root, PROD)
+    rows = [{"model": name, **versions, "serving": name == in_prod}
+            for name, versions in sorted(found.items())]  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", *sorted({s for v in found.values() for s in v}),
+                                       "serving"])  # fmt: skip
+
+
+def prod_model(root: Path) -> str | None:
+    """The model assigned to the registry's prod stage (`recsys promote`), or None."""
+    from recsys.registry import PROD, model_in_stage
+
+    return model_in_stage(root, PROD) if (root / ".git").exists() else None
+
+
 def serving_batch(history: pd.DataFrame, user_idx: int, item_idx, max_len: int) -> dict:
     """A one-query batch (models/base.py contract) whose history is the user's last events."""
     import numpy as np

@@ -426,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_study(sub)
     _add_report(sub)
+    _add_promote(sub)
     for add in (
         _add_bench_scan,
         _add_bench_train,
@@ -620,6 +621,26 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-b", default=None, help="B's model when it differs from --model")
     p.add_argument("--json", action="store_true", help="print the result as a JSON object")
     p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from recsys.registry import promote
+
+    print(promote(".", args.stage)[1])
+    return 0
+
+
+def _add_promote(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "promote",
+        help="assign the A/B winner to a model-registry stage (GTO tag; default prod)",
+        description="Reads metrics/summary.json: when B or A wins on abtest.primary_metric, "
+        "`gto assign <model> --stage STAGE` at HEAD (a git tag `<model>#STAGE#N`; models are "
+        "dvc.yaml artifacts). No significant winner yet is an error; nothing is tagged. "
+        "`gto show` lists the stages; the app serves the model in prod.",
+    )
+    p.add_argument("--stage", default="prod", help="registry stage (default: prod)")
+    p.set_defaults(func=_cmd_promote)
 
 
 def main(argv: list[str] | None = None) -> int:

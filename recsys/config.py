@@ -50,18 +50,10 @@ class SplitParams(Section):
         return self
 
 
-def etl_days(n_days: int) -> dict[str, str]:
-    """Stage key -> zero-padded file name part: {"1": "01", ..., "20": "20"}."""
-    return {str(day): f"{day:02d}" for day in range(1, n_days + 1)}
-
-
 class EtlParams(Section):
     """Daily batches: the test split released as `n_days` equal slices, each quality-gated."""
 
-    n_days: int = Field(default=20, ge=1, le=99)
-    # DVC `foreach` source: stage batch@<day> writes batches/day_<NN>.parquet
-    # (string keys: DVC drops integer keys of a foreach mapping)
-    days: dict[str, str] = etl_days(20)
+    n_days: int = Field(default=20, ge=1, le=99)  # dvc.yaml's `vars: days` lists the same days
     # every quality metric (completeness, validity, uniqueness, consistency) must reach this
     min_quality: float = Field(default=0.95, ge=0, le=1)
     # the release's rating scale: valid ratings are min, min + step, ..., max
@@ -70,9 +62,7 @@ class EtlParams(Section):
     rating_step: float = Field(default=0.5, gt=0)
 
     @model_validator(mode="after")
-    def _days_match_n_days(self) -> EtlParams:
-        if self.days != etl_days(self.n_days):
-            raise ValueError(f"days must map '1'..'{self.n_days}' to '01'..: one per day")
+    def _rating_scale(self) -> EtlParams:
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")
         return self
@@ -89,18 +79,13 @@ class BusinessAssumptions(Section):
     recommendations_per_user: float = Field(default=5.0, gt=0)  # lists served per user per day
 
 
-class AbtestDay(Section):
-    """One `abtest@<day>` stage of the DVC foreach: its padded number and chained dependency."""
-
-    nn: str
-    prev: str
-
-
-def abtest_days(n_days: int = 20) -> dict[str, AbtestDay]:
-    """The foreach items: day N chains on day N-1's result (day 1 on its own batch)."""
-    days = {"1": AbtestDay(nn="01", prev="batches/day_01.parquet")}
+def pipeline_days(n_days: int = 20) -> dict[str, dict[str, str]]:
+    """dvc.yaml's `vars: days`, the items of the batch@N and abtest@N foreach stages: key = day
+    (a string: DVC drops integer keys of a foreach mapping), nn = zero-padded, prev = what
+    abtest@N chains on (day N-1's result; day 1 its own batch)."""
+    days = {"1": {"nn": "01", "prev": "batches/day_01.parquet"}}
     for day in range(2, n_days + 1):
-        days[str(day)] = AbtestDay(nn=f"{day:02d}", prev=f"metrics/abtest/day_{day - 1:02d}.json")
+        days[str(day)] = {"nn": f"{day:02d}", "prev": f"metrics/abtest/day_{day - 1:02d}.json"}
     return days
 
 
@@ -132,9 +117,6 @@ class AbtestParams(Section):
     rho: float = Field(default=3.0, gt=0)  # exponent of the power spending function
     decision_design: Literal["paired", "randomised"] = "paired"
     business: BusinessAssumptions = BusinessAssumptions()
-    # DVC foreach items (dvc.yaml cannot list "batches 1..N" per stage, so each day depends on
-    # the previous day's result, which records every batch's md5): must match abtest_days()
-    days: dict[str, AbtestDay] = Field(default_factory=abtest_days)
 
     @model_validator(mode="after")
     def _known_metrics(self) -> AbtestParams:
@@ -148,8 +130,6 @@ class AbtestParams(Section):
             raise ValueError(
                 f"guardrails: metrics of {list(AB_METRICS)} not in metrics, margins >= 0"
             )
-        if self.days != abtest_days(self.n_days):
-            raise ValueError("days must list 1..n_days, each chained on the day before")
         return self
 
 

@@ -35,9 +35,9 @@ SEED_KEY = "train.seed"
 QUEUED = re.compile(r"Queued experiment '([^']+)'")
 PROGRESS = re.compile(r"^(Reproducing experiment '|Failed to reproduce experiment)")
 FIXED_COLUMNS = ["Experiment", "rev", "State"]
-# test RMSE and NDCG@10 of each model: `test.rmse`, or `metrics/eval/<model>.json:test.rmse`
+# test RMSE and NDCG@10 of each model: `test.rmse`, or `metrics/scores/<model>.json:test.rmse`
 # when several files share the key (dvc.api.exp_show prefixes such keys with their file)
-HEADLINE = re.compile(r"^(?:metrics/eval/(?P<model>[^/:]+)\.json:)?test\.(?:rmse|ndcg@10)$")
+HEADLINE = re.compile(r"^(?:metrics/scores/(?P<model>[^/:]+)\.json:)?test\.(?:rmse|ndcg@10)$")
 PLAIN_STRING = re.compile(r"[\w./@:+-]+")  # needs no quotes in a Hydra override
 MISSING = "!"  # exp_show's cell for "no value at this revision"
 
@@ -187,7 +187,7 @@ def varying_columns(rows: list[dict], grid: dict[str, list]) -> list[str]:
 
 
 def headline_columns(rows: list[dict]) -> list[str]:
-    """Each model's test RMSE and NDCG@10 columns (metrics/eval/<model>.json)."""
+    """Each model's test RMSE and NDCG@10 columns (metrics/scores/<model>.json)."""
     return [key for key in (rows[0] if rows else {}) if HEADLINE.match(key)]
 
 
@@ -217,7 +217,7 @@ def unsuccessful(rows: list[dict], names: list[str]) -> list[str]:
 
 
 def _label(column: str) -> str:
-    """A short column header: `metrics/eval/ss4rec.json:test.rmse` -> `ss4rec test.rmse`."""
+    """A short column header: `metrics/scores/ss4rec.json:test.rmse` -> `ss4rec test.rmse`."""
     match = HEADLINE.match(column)
     if match and match["model"]:
         return f"{match['model']} {column.rsplit(':', 1)[1]}"

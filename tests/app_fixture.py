@@ -104,7 +104,6 @@ def run_days(repo: Path, days: int, fail_last: bool) -> list[dict]:
                 day, repo / "artifacts" / "split", repo / "batches" / f"day_{nn}.parquet",
                 repo / "batches" / "quarantine" / f"day_{nn}.parquet",
                 repo / "metrics" / "quality" / f"day_{nn}.json", params,
-                trend=repo / "metrics" / "quality" / "trend" / f"day_{nn}.json",
             )  # fmt: skip
         except RecsysError:
             assert fail_last and day == days, f"day {day} failed unexpectedly"

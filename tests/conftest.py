@@ -75,6 +75,21 @@ def make_dvc_repo(repo: Path) -> Path:
     return repo
 
 
+def use_pipeline_days(repo: Path, n_days: int) -> None:
+    """Run the pipeline over `n_days` days (fewer stages, faster tests): dvc.yaml's `vars: days`
+    and etl.n_days / abtest.n_days in params.yaml; not committed."""
+    import yaml
+
+    from recsys.config import pipeline_days
+
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    pipeline["vars"] = [{"days": pipeline_days(n_days)}]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["etl"]["n_days"] = params["abtest"]["n_days"] = n_days
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 @pytest.fixture
 def dvc_repo(tmp_path: Path) -> Path:
     """A git repository with `dvc init`, this project's pipeline files and one commit."""

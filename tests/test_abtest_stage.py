@@ -261,9 +261,9 @@ def test_cumulative_user_means_equal_a_groupby_of_each_look():
 
 
 def test_cli_bench_ab_json_times_every_day(tmp_path: Path):
-    from recsys.config import Params, abtest_days
+    from recsys.config import Params
 
-    small = {"n_days": 3, "days": abtest_days(3), "n_bootstrap": 200, "n_permutations": 200}
+    small = {"n_days": 3, "n_bootstrap": 200, "n_permutations": 200}
     params = Params(
         abtest=load_params(PROJECT_ROOT / "params.yaml").abtest.model_copy(update=small)
     )

@@ -228,7 +228,11 @@ def test_models_tables_equal_eval_files(projects, monkeypatch):
     app.radio[0].set_value("val").run()
     val = app.dataframe[0].value.set_index("model")
     assert val.loc["ss4rec", "rmse"] == facts["eval"]["ss4rec"]["val"]["rmse"]
-    assert not app.info  # learning curves were found
+    # the one info box: no model promoted in this project yet; learning curves were found
+    assert [i.value for i in app.info] == [
+        "No model is in a registry stage yet (GTO tags of the dvc.yaml artifacts). Run this in "
+        "the project folder:"
+    ]
 
 
 def test_learning_curves_read_from_dvclive(projects):

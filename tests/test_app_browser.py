@@ -38,14 +38,17 @@ def find_binaries() -> tuple[str | None, str | None]:
 def browser_binaries() -> tuple[str, str]:
     """chromium and chromedriver; installed with apt-get as root when missing, else skip."""
     found = find_binaries()
-    if None in found and os.geteuid() == 0 and shutil.which("apt-get"):
+    why = "not root" if os.geteuid() != 0 else "no apt-get" if not shutil.which("apt-get") else ""
+    if None in found and not why:
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(APT, capture_output=True, env=env)
+        apt = subprocess.run(APT, capture_output=True, text=True, env=env)
+        last = ((apt.stderr or apt.stdout).strip().splitlines() or ["no output"])[-1]
+        why = f"apt-get exited {apt.returncode}: {last}"
         found = find_binaries()
     if None in found:
-        pytest.skip("chromium / chromedriver absent and not installable (`apt-get install -y "
-                    "chromium chromium-driver` as root); CI must have them")  # fmt: skip
+        pytest.skip(f"chromium / chromedriver absent and not installable here ({why}); run "
+                    "`apt-get install -y chromium chromium-driver` as root")  # fmt: skip
     return found
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recsys.config import Params, apply_preset, load_params, parse_params
+from recsys.config import Params, apply_preset, load_params, parse_params, pipeline_days
 from recsys.errors import RecsysError
 from tests.conftest import PROJECT_ROOT
 
@@ -17,6 +17,15 @@ from tests.conftest import PROJECT_ROOT
 def test_real_params_file_loads_and_matches_defaults():
     params = load_params(PROJECT_ROOT / "params.yaml")
     assert params == Params()  # the committed file is the built-in defaults
+
+
+def test_dvc_yaml_vars_list_the_days_of_params():
+    pipeline = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+    (days,) = [v["days"] for v in pipeline["vars"] if "days" in v]
+    assert days == pipeline_days(Params().etl.n_days) == pipeline_days(Params().abtest.n_days)
+    assert days["1"]["prev"] == "batches/day_01.parquet"  # day 1 chains on its own batch
+    assert days["20"] == {"nn": "20", "prev": "metrics/abtest/day_19.json"}
+    assert "days" not in Params().etl.model_fields and "days" not in Params().abtest.model_fields
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from recsys.io import md5_file
-from tests.conftest import dvc, git
+from tests.conftest import dvc, git, use_pipeline_days
 from tests.test_pipeline import recsys_cli, use_tiny_dataset
 
 pytestmark = pytest.mark.slow
@@ -37,11 +37,8 @@ pq.write_table = write_half_then_die
 
 
 def use_days(repo: Path, n_days: int) -> None:
-    """Shrink etl.n_days in params.yaml (fewer stages, faster tests) and commit."""
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["etl"]["n_days"] = n_days
-    params["etl"]["days"] = {str(d): f"{d:02d}" for d in range(1, n_days + 1)}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    """Shrink the days (fewer stages, faster tests) and commit."""
+    use_pipeline_days(repo, n_days)
     git(repo, "commit", "-q", "-am", f"{n_days} days")
 
 
@@ -83,10 +80,16 @@ def test_days_in_order_status_and_same_result_as_one_dvc_repro(dvc_repo: Path):
     text = recsys_cli(dvc_repo, "status").stdout
     assert "days done 4/4, records processed 40 (0 quarantined), coverage 100.0 %" in text
 
-    plots = json.loads(dvc(dvc_repo, "plots", "show", "--json").stdout)["data"]["quality_trend"]
+    assert dvc(dvc_repo, "repro", "-s", "quality").returncode == 0  # the days in one chart
+    plots = json.loads(dvc(dvc_repo, "plots", "show", "--json").stdout)["data"]["quality"]
     points = plots[0]["content"]["data"]["values"]
-    assert sorted({p["day"] for p in points}) == [1, 2, 3, 4]  # days 5-20 are not in this run
-    assert {p["validity"] for p in points} == {1.0}
+    assert sorted({int(p["day"]) for p in points}) == [1, 2, 3, 4]  # not days 5-20: not run
+    assert {float(p["validity"]) for p in points} == {1.0}  # a CSV's values: text
+    (shown,) = json.loads(dvc(dvc_repo, "metrics", "show", "--json").stdout).values()
+    quality = shown["data"]["metrics/quality.json"]["data"]
+    assert quality == {"days": 4, "days_failed": 0, "rows": 40, "quarantined": 0,
+                       "worst": dict.fromkeys(("completeness", "validity", "uniqueness",
+                                               "consistency"), 1.0)}  # fmt: skip
 
     # re-running a day, plainly or forced, changes nothing DVC hashes
     lock = (dvc_repo / "dvc.lock").read_bytes()

@@ -70,7 +70,7 @@ def test_the_days_partition_the_test_split_exactly(tmp_path: Path, seed: int):
     test_frac, n_days = float(rng.uniform(0.05, 0.4)), int(rng.integers(1, 21))
     split = make_split(tmp_path, test_frac, n_users=n_users, per_user=per_user, seed=seed)
     test = pd.read_parquet(split / "test.parquet")
-    params = EtlParams(n_days=n_days, days={str(d): f"{d:02d}" for d in range(1, n_days + 1)})
+    params = EtlParams(n_days=n_days)
     parts = []
     for day in range(1, n_days + 1):
         report = run_day(tmp_path, split, day, params)
@@ -211,26 +211,20 @@ def test_item_before_its_first_appearance_and_in_batch_order():
     assert reasons.tolist() == ["before_item_first_seen", "user_time_order", ""]
 
 
-def test_trend_record_and_cutoff_rule(tmp_path: Path):
+def test_cutoff_rule(tmp_path: Path):
     split = make_split(tmp_path)
     test = pd.read_parquet(split / "test.parquet")
     cutoff = json.loads((split / "meta.json").read_text())["val"]["last_timestamp"]
     test.loc[1, "timestamp"] = cutoff - 60  # earlier than the last train/val event
     write_parquet(split / "test.parquet", test)
-    trend = tmp_path / "out/trend/day_01.json"
     out = tmp_path / "out"
-    report = run_batch(
+    run_batch(
         1,
         split,
         out / "d.parquet",
         out / "q.parquet",
         out / "q.json",
         EtlParams(min_quality=0.0),
-        trend=trend,
     )
     reasons = pd.read_parquet(out / "q.parquet")[["position", "reason"]]
     assert reasons.to_dict("records") == [{"position": 1, "reason": "outside_day_window"}]
-    assert json.loads(trend.read_text()) == [
-        {k: report[k] for k in ("day", "completeness", "validity", "uniqueness", "consistency")}
-        | {"rows": 2, "quarantined": 1}
-    ]

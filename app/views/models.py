@@ -21,6 +21,16 @@ else:
     cold.subheader("Cold users (no training rating)")
     cold.dataframe(data.eval_table(reports, part, "cold"), hide_index=True)
 
+st.subheader("Model registry")
+registry = load("registry")
+if registry is None or registry.empty:
+    missing("No model is in a registry stage yet (GTO tags of the dvc.yaml artifacts).",
+            "recsys promote   # assigns the A/B winner to prod")  # fmt: skip
+else:
+    st.dataframe(registry, hide_index=True, width="stretch")
+    st.caption("Stages are GTO git tags (`gto show`); `recsys promote` assigns the A/B winner "
+               "to prod, which the Recommendations page serves.")  # fmt: skip
+
 st.subheader("Learning curves")
 curves = load("learning_curves")
 if curves is None:

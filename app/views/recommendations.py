@@ -1,4 +1,5 @@
-"""Recommendations: a user's recent history and each saved model's top-10 for them."""
+"""Recommendations: a user's recent history and a model's top-10 for them (the model in the
+registry's prod stage by default)."""
 
 import streamlit as st
 
@@ -19,11 +20,14 @@ if not models:
     missing("No trained model checkpoint (models/<model>.pt) yet.",
             "dvc repro train@ncf train@ss4rec")  # fmt: skip
     st.stop()
-st.subheader("Top-10 unseen items per model")
-for column, model in zip(st.columns(len(models)), models, strict=True):
-    column.markdown(f"**{model}**")
-    result = load("top_k", model, user)
-    if isinstance(result, str):
-        column.warning(result)
-    else:
-        column.dataframe(result, hide_index=True, width="stretch")
+prod = load("prod_model")
+default = models.index(prod) if prod in models else 0
+model = st.selectbox("Model", models, index=default,
+                     help="the registry's prod model first (`recsys promote`)")  # fmt: skip
+serving = "in prod" if model == prod else "not in prod" if prod else "no model in prod yet"
+st.subheader(f"Top-10 unseen items from {model} ({serving})")
+result = load("top_k", model, user)
+if isinstance(result, str):
+    st.warning(result)
+else:
+    st.dataframe(result, hide_index=True, width="stretch")

@@ -3,7 +3,8 @@
 The story is an offline replay (see recsys.abtest.analysis): the summary says so first.
 
     python -m recsys.abtest.report --abtest-dir metrics/abtest --days 20 \\
-        --out-summary metrics/summary.json --out-plot metrics/abtest_effects.csv
+        --out-summary metrics/summary.json --out-plot metrics/abtest_effects.csv \\
+        --out-metrics metrics/ab.json
 
 The plot file has one row per day: for every metric the cumulative estimate B - A of the
 decision design and its repeated confidence interval (valid under the daily looks); dvc.yaml
@@ -104,6 +105,17 @@ def summarise(docs: list[dict], params: AbtestParams) -> dict:
     }
 
 
+def verdict(summary: dict) -> dict:
+    """The summary's few comparable numbers (a DVC metric): each metric's final B - A and
+    winner, and the projected daily value."""
+    final = summary["final"]
+    return {
+        "days_analysed": summary["days_analysed"],
+        **{m: {"estimate": f["estimate"], "winner": f["winner"]} for m, f in final.items()},
+        "daily_value": summary["business_impact"]["daily_value"],
+    }
+
+
 def run_report(
     *, abtest_dir: Path, days: int, out_summary: Path, out_plot: Path, params: AbtestParams
 ) -> dict:
@@ -124,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=None, help="default: abtest.n_days")
     parser.add_argument("--out-summary", type=Path, required=True)
     parser.add_argument("--out-plot", type=Path, required=True, help="effects CSV for DVC plots")
+    parser.add_argument("--out-metrics", type=Path, default=None, help="verdict (DVC metric)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
@@ -136,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             out_plot=args.out_plot,
             params=params,
         )
+        if args.out_metrics is not None:
+            write_json(args.out_metrics, verdict(summary))
         print(summary["decision"]["sentence"])
         return 0
 

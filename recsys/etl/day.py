@@ -180,23 +180,15 @@ def run_batch(
     quarantine: Path,
     quality: Path,
     params: EtlParams,
-    trend: Path | None = None,
 ) -> dict:
-    """Cut, check and write day `day`; return its quality report, raise if it failed.
-
-    `trend` (optional) gets the day's scores as a one-record list: DVC plots draw the days'
-    files together as the quality trend.
-    """
+    """Cut, check and write day `day`; return its quality report, raise if it failed."""
     started = time.perf_counter()
-    outputs = (quality, timing_path(quality), out, quarantine, trend)
+    outputs = (quality, timing_path(quality), out, quarantine)
     for path in filter(None, outputs):  # a killed run never leaves an old + new mix
         remove_with_temps(path)
     rows, reasons, report = check_day(day, split_dir, params)
     accepted_out = out if report["passed"] else None  # a failed day writes no day file
     _write_outputs(rows, reasons, report["positions"]["start"], accepted_out, quarantine)
-    if trend is not None:
-        keys = ("day", *METRICS, "rows", "quarantined")
-        write_json(trend, [{key: report[key] for key in keys}])
     write_json(quality, report)  # last: a complete set of outputs ends with the report
     write_timing(quality, day, len(rows), time.perf_counter() - started)
     if not report["passed"]:
@@ -234,14 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="accepted rows (parquet)")
     parser.add_argument("--quarantine", type=Path, required=True, help="rejected rows (parquet)")
     parser.add_argument("--quality", type=Path, required=True, help="quality report (JSON)")
-    parser.add_argument("--trend", type=Path, default=None, help="plot record (JSON list)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
     def body() -> int:
         params = load_params(args.params).etl
         paths = (args.split, args.out, args.quarantine, args.quality)
-        report = run_batch(args.day, *paths, params, trend=args.trend)
+        report = run_batch(args.day, *paths, params)
         print(
             f"batch day {args.day}: {report['accepted']:,} accepted, "
             f"{report['quarantined']:,} quarantined -> {args.out}"

@@ -10,7 +10,7 @@ in the same run as sanity rows.
 
     python -m recsys.training.evaluate --model ncf --checkpoint models/ncf.pt \
         --split artifacts/split --metrics metrics/eval/ncf.json \
-        --predictions artifacts/predictions/ncf.parquet
+        --scores metrics/scores/ncf.json --predictions artifacts/predictions/ncf.parquet
 """
 
 from __future__ import annotations
@@ -146,6 +146,14 @@ def evaluate_checkpoint(
     return report
 
 
+HEADLINE = ("rmse", "mae", "hr@10", "ndcg@10", "mrr@10")
+
+
+def headline(report: dict) -> dict:
+    """The model's own val and test metrics, all users (what `dvc exp show` compares runs by)."""
+    return {part: {m: report[part][m] for m in HEADLINE} for part in ("val", "test")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, evaluate, print a summary line."""
     parser = argparse.ArgumentParser(
@@ -159,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=Path, required=True, help="the split folder")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
     parser.add_argument("--predictions", type=Path, required=True, help="test predictions parquet")
+    parser.add_argument("--scores", type=Path, default=None, help="headline metrics (DVC metric)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
@@ -170,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             predictions_path=args.predictions, train=params.train, bias=params.bias,
             model_name=args.model,
         )  # fmt: skip
+        if args.scores is not None:
+            write_json(args.scores, headline(report))
         test = report["test"]
         print(
             f"evaluate {args.model}: test rmse {test['rmse']:.4f}, ndcg@{K} {test[f'ndcg@{K}']:.4f}"

@@ -1,4 +1,11 @@
-"""Epoch metrics to dvclive (DVC-tracked) and Weights & Biases (offline unless told otherwise)."""
+"""Epoch metrics to dvclive (DVC-tracked) and Weights & Biases (offline unless told otherwise).
+
+W&B runs are named `<experiment>/<model>` and grouped by experiment: the experiment is the
+DVC experiment name (`DVC_EXP_NAME`, set by `dvc exp run`), else `workspace`. Their files go
+to wandb/ in $WANDB_DIR, else in the project's own folder, also when `dvc exp run --queue` /
+`--temp` trains in a temporary copy under .dvc/tmp/exps/ that is deleted afterwards: `wandb
+sync wandb/offline-run-*` uploads them later.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +51,25 @@ class Tracker:
             self.wandb_run.finish()
 
 
-def _start_wandb(run_name: str, config: dict):
+def experiment_name() -> str:
+    """The DVC experiment this run belongs to (`dvc exp run` sets DVC_EXP_NAME), or workspace."""
+    return os.environ.get("DVC_EXP_NAME") or "workspace"
+
+
+def wandb_dir(cwd: Path | None = None) -> Path:
+    """The folder W&B writes its wandb/ runs folder in, absolute: $WANDB_DIR, else the project;
+    the project of a queued or temp experiment is the one holding its .dvc/tmp/exps/ copy."""
+    if os.environ.get("WANDB_DIR"):
+        return Path(os.environ["WANDB_DIR"]).resolve()
+    here = (cwd or Path.cwd()).resolve()
+    parts = here.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return here
+
+
+def _start_wandb(model: str, config: dict):
     """An offline W&B run unless WANDB_MODE says otherwise; None when disabled or missing."""
     mode = os.environ.setdefault("WANDB_MODE", "offline")
     if mode == "disabled":
@@ -54,4 +79,9 @@ def _start_wandb(run_name: str, config: dict):
     except ImportError:
         print("train: wandb is not installed; logging to dvclive only", file=sys.stderr)
         return None
-    return wandb.init(project="recsys", name=run_name, config=config, mode=mode)
+    experiment, folder = experiment_name(), wandb_dir()
+    folder.mkdir(parents=True, exist_ok=True)  # wandb.init's dir must exist
+    return wandb.init(
+        project="recsys", name=f"{experiment}/{model}", group=experiment, job_type=model,
+        tags=[model], config={**config, "dvc_experiment": experiment}, mode=mode, dir=folder,
+    )  # fmt: skip
