@@ -98,13 +98,17 @@ def start(deployment: str) -> StartedRun:
     return StartedRun(deployment, str(run.id), run.name, state, run_url(str(run.id)))
 
 
-def state_of(flow_run_id: str) -> str:
-    """The flow run's current state name, as the Prefect API reports it."""
+def states_of(flow_run_ids: list[str]) -> dict[str, str]:
+    """Each flow run's current state name, in one API call (one deadline for them all)."""
+    from uuid import UUID
+
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     async def read():
+        wanted = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in flow_run_ids]))
         async with get_client() as client:
-            return await client.read_flow_run(flow_run_id)
+            return await client.read_flow_runs(flow_run_filter=wanted)
 
-    run = _within_deadline(f"state of flow run {flow_run_id}", read)
-    return run.state.name if run.state else "unknown"
+    runs = _within_deadline(f"states of {len(flow_run_ids)} flow runs", read)
+    return {str(run.id): run.state.name if run.state else "unknown" for run in runs}

@@ -133,10 +133,12 @@ def _show_runs() -> None:
     if not runs:
         return
     st.caption("Runs started from here")
+    try:
+        states = orchestrator.states_of([run.flow_run_id for run in runs[:5]])
+    except orchestrator.OrchestratorError as err:  # the server went away: the last known states
+        st.warning(f"{err}; the states shown are the last known ones")
+        states = {}
     for run in runs[:5]:
-        try:
-            state = orchestrator.state_of(run.flow_run_id)
-        except Exception:  # the server went away: show the last state known
-            state = run.state
+        state = states.get(run.flow_run_id, run.state)
         st.markdown(f"**{run.deployment}** — {state}  \n[{run.name}]({run.url})")
     st.button("Refresh states", key="refresh-runs")

@@ -87,9 +87,22 @@ def test_click_creates_a_flow_run_of_the_deployment(prefect_server, monkeypatch,
 DEAD_API = "http://127.0.0.1:9/api"  # configured, never contacted unless a run is started
 
 
+@pytest.fixture
+def dead_api(monkeypatch: pytest.MonkeyPatch):
+    """PREFECT_API_URL = DEAD_API for the app. Prefect reads its environment into a global
+    settings context once per process (an earlier test's value would win), so it is rebuilt
+    here from the patched environment and restored after."""
+    import prefect.context
+
+    prior = prefect.context.GLOBAL_SETTINGS_CONTEXT
+    monkeypatch.setenv("PREFECT_API_URL", DEAD_API)
+    prefect.context.refresh_global_settings_context()
+    yield DEAD_API
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = prior
+
+
 def sidebar_app(monkeypatch: pytest.MonkeyPatch, tmp_path, controls: str | None) -> AppTest:
     monkeypatch.setenv("RECSYS_ROOT", str(tmp_path))
-    monkeypatch.setenv("PREFECT_API_URL", DEAD_API)
     if controls is None:
         monkeypatch.delenv("RECSYS_CONTROLS", raising=False)
     else:
@@ -100,14 +113,14 @@ def sidebar_app(monkeypatch: pytest.MonkeyPatch, tmp_path, controls: str | None)
 
 
 @pytest.mark.parametrize("setting", [None, "0", "yes"])
-def test_controls_are_off_unless_enabled(monkeypatch, tmp_path, setting):
+def test_controls_are_off_unless_enabled(monkeypatch, tmp_path, setting, dead_api):
     app = sidebar_app(monkeypatch, tmp_path, setting)
     buttons = {b.label: b.disabled for b in app.sidebar.button}
     assert buttons == dict.fromkeys(DEPLOYMENTS, True)  # a Prefect API is set, still off
     assert "Start the app with `RECSYS_CONTROLS=1`" in app.sidebar.caption[0].value
 
 
-def test_cancel_starts_nothing(monkeypatch, tmp_path):
+def test_cancel_starts_nothing(monkeypatch, tmp_path, dead_api):
     app = sidebar_app(monkeypatch, tmp_path, "1")
     button = next(b for b in app.sidebar.button if b.label == "Retrain")
     assert not button.disabled
@@ -115,7 +128,9 @@ def test_cancel_starts_nothing(monkeypatch, tmp_path):
     assert "Retrain: start a flow run of training/on-demand?" in app.sidebar.warning[0].value
     app.sidebar.button(key="confirm-cancel").click().run()
     # a start against the dead API would show "Could not start ..." in the sidebar
-    assert not app.sidebar.warning and not app.sidebar.error and not app.exception
+    assert not app.sidebar.warning, [w.value for w in app.sidebar.warning]
+    assert not app.sidebar.error, [e.value for e in app.sidebar.error]
+    assert not app.exception
     assert "started_runs" not in app.session_state
 
 

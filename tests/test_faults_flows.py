@@ -151,8 +151,8 @@ def test_a_hung_prefect_api_gives_the_app_a_clear_error_in_time(monkeypatch: pyt
         hung.listen(16)
         url = f"http://127.0.0.1:{hung.getsockname()[1]}/api"
         with temporary_settings({PREFECT_API_URL: url}):
-            for call, arg in ((orchestrator.start, "daily-etl/daily"), (orchestrator.state_of,
-                              "9f5c4bde-0000-4000-8000-000000000001")):  # fmt: skip
+            for call, arg in ((orchestrator.start, "daily-etl/daily"), (orchestrator.states_of,
+                              ["9f5c4bde-0000-4000-8000-000000000001"])):  # fmt: skip
                 started = time.monotonic()
                 with pytest.raises(orchestrator.OrchestratorError) as err:
                     call(arg)
