@@ -463,7 +463,7 @@ def checkpoints(root: Path) -> list[str]:
 def registry(root: Path) -> pd.DataFrame | None:
     """The model registry (GTO stages of the dvc.yaml artifacts): one row per model with each
     stage's version and which model is in prod; None outside a git repository."""
-    from recsys.registry import PROD, model_in_stage, stages
+    from recsys.promote import PROD, model_in_stage, stages
 
     if not (root / ".git").exists():
         return None
@@ -477,7 +477,7 @@ def registry(root: Path) -> pd.DataFrame | None:
 
 def prod_model(root: Path) -> str | None:
     """The model assigned to the registry's prod stage (`recsys promote`), or None."""
-    from recsys.registry import PROD, model_in_stage
+    from recsys.promote import PROD, model_in_stage
 
     return model_in_stage(root, PROD) if (root / ".git").exists() else None
 

@@ -79,16 +79,17 @@ def pending_day(stages: list[StageState]) -> int | None:
 def day_plan(day: int, stages: list[StageState]) -> tuple[list[str], dict[str, str]]:
     """The day's stages to run in order, and those skipped with the reason why.
 
-    `report` reads every day's A/B result (it depends on all of metrics/abtest), so it runs
-    with the last day; `dvc repro report` on an earlier day would run every later day too.
+    `report` reads every day's A/B result (it depends on all of metrics/abtest) and `quality`
+    every day's quality report, so they run with the last day; `dvc repro report` on an
+    earlier day would run every later day too.
     """
     names = stage_names(stages)
     last_day = max(d.day for d in days_from_stages(stages))
     run, skipped = [], {}
-    for stage in [f"batch@{day}", f"abtest@{day}", "report"]:
+    for stage in [f"batch@{day}", f"abtest@{day}", "quality", "report"]:
         if stage not in names:
             skipped[stage] = "not defined in dvc.yaml"
-        elif stage == "report" and day < last_day:
+        elif stage in ("quality", "report") and day < last_day:
             skipped[stage] = f"summarises all {last_day} days: runs with day {last_day}"
         else:
             run.append(stage)

@@ -624,7 +624,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from recsys.registry import promote
+    from recsys.promote import promote
 
     print(promote(".", args.stage)[1])
     return 0

@@ -114,6 +114,6 @@ def test_dvc_repro_trains_and_evaluates_the_bias_model(dvc_repo: Path):
     assert report["test"]["n_events"] == round(len(ratings) * 0.1)
     assert (dvc_repo / "dvclive/bias/metrics.json").is_file()
     shown = dvc(dvc_repo, "metrics", "show", "--json")
-    assert "metrics/eval/bias.json" in shown.stdout
+    assert "metrics/scores/bias.json" in shown.stdout  # the headline; the full report is an out
     again = dvc(dvc_repo, "repro", "evaluate@bias")
     assert "didn't change, skipping" in again.stdout

@@ -170,11 +170,17 @@ def test_pending_day_is_first_day_with_a_stage_not_up_to_date():
 
 
 def test_day_plan_skips_stages_dvc_yaml_lacks_and_reports_with_the_last_day():
-    stages = [stage("batch@1"), stage("batch@2"), stage("report")]
-    assert day_plan(2, stages) == (["batch@2", "report"], {"abtest@2": "not defined in dvc.yaml"})
+    stages = [stage("batch@1"), stage("batch@2"), stage("quality"), stage("report")]
+    assert day_plan(2, stages) == (
+        ["batch@2", "quality", "report"],
+        {"abtest@2": "not defined in dvc.yaml"},
+    )
     run, skipped = day_plan(1, [*stages, stage("abtest@1")])
     assert run == ["batch@1", "abtest@1"]
-    assert skipped == {"report": "summarises all 2 days: runs with day 2"}
+    assert skipped == {
+        "quality": "summarises all 2 days: runs with day 2",
+        "report": "summarises all 2 days: runs with day 2",
+    }
 
 
 def test_verdict_markdown_reads_the_decision_sentence():
@@ -228,7 +234,7 @@ def test_daily_etl_runs_each_day_once_and_a_second_clone_continues(tiny_repo: Pa
     assert (first["day"], first["quality_passed"], first["committed"]) == (1, True, True)
     assert first["pushed"] == "origin/main"
     assert [s["stage"] for s in first["stages"]] == ["batch@1", "abtest@1"]
-    assert list(first["skipped"]) == ["report"]  # it needs every day: runs with day 2
+    assert list(first["skipped"]) == ["quality", "report"]  # need every day: run with day 2
     found = artifacts(state)
     assert {"quality-day-01", "ab-verdict-day-01", "dvc-metrics-daily"} <= set(found)
     assert "completeness" in str(found["quality-day-01"].data)
@@ -256,6 +262,7 @@ def test_daily_etl_runs_each_day_once_and_a_second_clone_continues(tiny_repo: Pa
     assert [(s["stage"], s["ran"]) for s in continued["stages"]] == [
         ("batch@2", True),
         ("abtest@2", True),
+        ("quality", True),
         ("report", True),
     ]
     assert (second / "metrics/summary.json").is_file()

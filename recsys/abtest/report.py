@@ -46,12 +46,14 @@ def _sequential(doc: dict) -> dict:
 
 
 def effects_table(docs: list[dict], metrics: list[str]) -> pd.DataFrame:
-    """One row per day: estimate and repeated-CI ends of every metric (cumulative)."""
+    """One row per day: estimate and repeated-CI ends of every success metric and guardrail
+    (cumulative, the decision's design)."""
     rows = []
     for doc in docs:
         row: dict = {"day": doc["day"]}
-        for metric, s in _sequential(doc).items():
-            if metric in metrics:
+        guardrails = doc["windows"]["cumulative"]["guardrails"][doc["decision"]["design"]]
+        for metric, s in {**_sequential(doc), **guardrails}.items():
+            if metric in metrics or metric in guardrails:
                 row[metric] = s["estimate"]
                 row[f"{metric}_low"], row[f"{metric}_high"] = s["repeated_ci"]
         rows.append(row)

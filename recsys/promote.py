@@ -1,5 +1,6 @@
-"""The model registry: the models are DVC artifacts (dvc.yaml `artifacts:`), their stages GTO
-git tags (`<model>#<stage>#N`). `recsys promote` assigns the A/B winner to a stage (`prod`)."""
+"""Promotion in the model registry: the models are DVC artifacts (dvc.yaml `artifacts:`),
+their stages GTO git tags (`<model>#<stage>#N`). `recsys promote` assigns the A/B winner to a
+stage (`prod`)."""
 
 from __future__ import annotations
 

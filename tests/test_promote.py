@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app import data
-from recsys.registry import model_in_stage, stages
+from recsys.promote import model_in_stage, stages
 from tests.app_fixture import recorded_abtest
 from tests.conftest import PROJECT_ROOT, git
 
