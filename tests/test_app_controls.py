@@ -152,6 +152,9 @@ def test_app_shows_nothing_unless_on_loopback(monkeypatch, tmp_path, address):
 def test_make_app_binds_to_loopback():
     """Streamlit reads .streamlit/config.toml only from its working folder: `make app` passes
     the address itself."""
-    recipe = subprocess.run(["make", "-n", "-o", "setup", "app"], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert recipe.split()[-4:] == ["run", "app/streamlit_app.py", "--server.address", "127.0.0.1"]
+    # --no-print-directory: under `make test` this is a sub-make, which would print its folder
+    make = ["make", "--no-print-directory", "-n", "-o", "setup", "app"]
+    recipe = subprocess.run(make, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert recipe.stdout.split()[-4:] == [
+        "run", "app/streamlit_app.py", "--server.address", "127.0.0.1"
+    ]  # fmt: skip
