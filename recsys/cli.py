@@ -245,7 +245,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "--cache",
         type=Path,
         default=None,
-        help="keep each run x seed result here and reuse it when data and params match "
+        help="keep each run x seed result here and reuse it when the data and the params it "
+        "reads (train, split, etl, its model's section) match "
         "(resumes an interrupted study; lets an ablation share a main table's runs)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")

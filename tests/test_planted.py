@@ -110,7 +110,9 @@ def test_study_cache_reuses_a_run_only_when_data_and_params_match(tmp_path, monk
     assert again["comparisons"]["mean vs markov"]["ndcg@10"]["diff"] == pytest.approx(
         -first["comparisons"]["markov vs mean"]["ndcg@10"]["diff"]
     )
-    with pytest.raises(AssertionError, match="trained again"):  # another param: a new key
+    elsewhere = ["abtest.alpha=0.01", "ncf.lr=0.1"]  # sections the markov run does not read
+    run_study("planted:first-order", ["markov"], [0], Params(), elsewhere, cache)
+    with pytest.raises(AssertionError, match="trained again"):  # a param it reads: a new key
         run_study("planted:first-order", ["markov"], [0], Params(), ["train.patience=9"], cache)
 
 

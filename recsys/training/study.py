@@ -163,7 +163,13 @@ def _data_fingerprint(source: str) -> str:
 
 
 def _cache_path(cache: Path, fingerprint: str, run: str, params: Params) -> Path:
-    key = json.dumps([fingerprint, run, params.model_dump(mode="json")], sort_keys=True)
+    """The run's file in `cache`: keyed by the data and the params sections a run reads
+    (training, split, the row rules' scale, the model's own), so that a change elsewhere in
+    params.yaml (the A/B stage, the flows) does not retrain it."""
+    dump = params.model_dump(mode="json")
+    sections = ("train", "split", "etl", run.partition(":")[0])
+    read = {section: dump[section] for section in sections if section in dump}
+    key = json.dumps([fingerprint, run, read], sort_keys=True)
     short = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache / f"{run.replace(':', '-')}-{params.train.seed}-{short}.json"
 
