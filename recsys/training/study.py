@@ -153,9 +153,10 @@ def _data_fingerprint(source: str) -> str:
     name (generated from fixed defaults)."""
     if source.startswith("planted:"):
         return source
-    path = Path(source.partition(":")[2] if source.startswith("loo") else source)
+    prefix, _, rest = source.partition(":") if source.startswith("loo") else ("", "", source)
+    path = Path(rest)  # the ratings file of `looK:` (K is in the key) or a split folder
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256(source.partition(":")[0].encode() if source.startswith("loo") else b"")
+    digest = hashlib.sha256(prefix.encode())
     for f in files:
         digest.update(f.name.encode())
         digest.update(hashlib.sha256(f.read_bytes()).digest())
