@@ -215,6 +215,23 @@ def test_variants_see_time_gaps_exactly_when_they_have_time(variant):
         assert not torch.allclose(state, moved_state) and not torch.allclose(loss, moved_loss)
 
 
+@pytest.mark.parametrize("variant", ["full", "s5_only", "mamba_only"])
+def test_query_state_forms_only_the_last_position_with_the_same_values(variant):
+    """query_state's last block forms the newest position only; the states equal the full
+    encoding's last position (two blocks, so the first still feeds every position)."""
+    model = build("ss4rec", variant=variant, n_layers=2).eval()
+    batch = query_batch()
+    step_gap = torch.cat([batch["hist_gap"][:, 1:], batch["target_gap"].unsqueeze(1)], dim=1)
+    with torch.no_grad():
+        full = model._encode(batch, step_gap)
+        last = model._encode(batch, step_gap, last_only=True)
+        state = model.query_state(batch)
+    assert full.shape == (5, 6, 16) and last.shape == (5, 1, 16)
+    torch.testing.assert_close(last[:, 0], full[:, -1], atol=1e-6, rtol=1e-6)
+    has_history = batch["hist_mask"].any(dim=1)
+    torch.testing.assert_close(state[has_history], full[has_history, -1], atol=1e-6, rtol=1e-6)
+
+
 def test_variants_drop_the_layer_they_name():
     layers = {
         variant: {type(m).__name__ for m in build("ss4rec", variant=variant).modules()}

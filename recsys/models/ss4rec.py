@@ -47,12 +47,21 @@ class SSBlock(nn.Module):
             self.norm_mamba = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, step: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, L, H), step (B, L) normalised gaps, mask (B, L) -> (B, L, H)."""
+    def forward(
+        self, x: torch.Tensor, step: torch.Tensor, mask: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
+        """x (B, L, H), step (B, L) normalised gaps, mask (B, L) -> (B, L, H).
+
+        last_only: the block's output at the last position only, (B, 1, H): the block's last
+        sublayer forms no other (its scan still runs over every step).
+        """
         if self.s5 is not None:
-            x = self.norm_s5(x + self.dropout(self.s5(x, step, mask)))
+            tail = last_only and self.mamba is None
+            y = self.s5(x, step, mask, last_only=tail)
+            x = self.norm_s5((x[:, -1:] if tail else x) + self.dropout(y))
         if self.mamba is not None:
-            x = self.norm_mamba(x + self.dropout(self.mamba(x, mask)))
+            y = self.mamba(x, mask, last_only=last_only)
+            x = self.norm_mamba((x[:, -1:] if last_only else x) + self.dropout(y))
         return x
 
 
@@ -90,8 +99,13 @@ class SS4Rec(Recommender):
             nn.init.normal_(self.rating_emb.weight, std=0.02)
             nn.init.zeros_(self.rating_emb.bias)
 
-    def _encode(self, batch: Batch, step_gap: torch.Tensor) -> torch.Tensor:
-        """States after every history position: (B, L, H); step_gap (B, L) in days."""
+    def _encode(
+        self, batch: Batch, step_gap: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
+        """States after every history position: (B, L, H); step_gap (B, L) in days.
+
+        last_only: the state after the last position only, (B, 1, H).
+        """
         mask = batch["hist_mask"]
         x = self.item_emb(batch["hist_item"] * mask)
         if self.rating_emb is not None:
@@ -103,8 +117,8 @@ class SS4Rec(Recommender):
         else:
             days = step_gap.clamp(min=0) / self.cfg.gap_unit_days
             step = 1 + torch.exp(self.log_gap_scale) * torch.log1p(days)  # (B, L), >= 1
-        for block in self.blocks:
-            x = block(x, step, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, step, mask, last_only=last_only and i == len(self.blocks) - 1)
         return x
 
     def query_state(self, batch: Batch) -> torch.Tensor:
@@ -114,7 +128,7 @@ class SS4Rec(Recommender):
             return self.empty_state.expand(hist_gap.shape[0], -1)
         # step of event t = gap to event t+1; of the newest event = gap to the target
         step_gap = torch.cat([hist_gap[:, 1:], batch["target_gap"].unsqueeze(1)], dim=1)
-        last = self._encode(batch, step_gap)[:, -1]  # right-aligned: newest event last
+        last = self._encode(batch, step_gap, last_only=True)[:, -1]  # right-aligned: newest last
         has_history = mask.any(dim=1, keepdim=True)
         return torch.where(has_history, last, self.empty_state)
 

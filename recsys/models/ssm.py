@@ -61,8 +61,13 @@ class TimeAwareS5(nn.Module):
         self.log_step = nn.Parameter(log_steps + math.log(dt_min))  # S5's learnable step
         self.scan = diagonal_scan  # the benchmark swaps in the sequential reference
 
-    def forward(self, x: torch.Tensor, step: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, L, H), step (B, L) normalised gap (>= 0), mask (B, L) -> (B, L, H)."""
+    def forward(
+        self, x: torch.Tensor, step: torch.Tensor, mask: torch.Tensor, last_only: bool = False
+    ) -> torch.Tensor:
+        """x (B, L, H), step (B, L) normalised gap (>= 0), mask (B, L) -> (B, L, H).
+
+        last_only: the output at the last position only, (B, 1, H).
+        """
         x = x * mask.unsqueeze(-1)
         lam = torch.complex(-torch.exp(self.log_neg_lambda_re), self.lambda_im)  # (P/2,)
         delta = (step * mask).unsqueeze(-1) * torch.exp(self.log_step)  # (B, L, P/2)
@@ -70,6 +75,8 @@ class TimeAwareS5(nn.Module):
         batch, length, _ = x.shape
         bu = torch.view_as_complex((x @ self.B_pairs.T).view(batch, length, -1, 2))  # B̃ u
         h = self.scan(lam_bar, (lam_bar - 1) / lam * bu)  # ZOH: B̄ = (Λ̄ - 1) / Λ · B̃
+        if last_only:
+            h, x = h[:, -1:], x[:, -1:]
         y = 2 * (torch.view_as_real(h).flatten(-2) @ self.C_pairs.T)  # 2 Re(C̃ h), (B, L, H)
         return y + self.D * x
 
@@ -97,8 +104,8 @@ class SelectiveSSM(nn.Module):
         self.d_state = d_state
         self.keep_states: bool | None = None  # scan option; `recsys bench eval` sets True
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, L, H), mask (B, L) -> (B, L, H)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x (B, L, H), mask (B, L) -> (B, L, H); with last_only the last position, (B, 1, H)."""
         keep = mask.unsqueeze(-1).to(x.dtype)  # (B, L, 1)
         u, gate = self.in_proj(x * keep).chunk(2, dim=-1)  # (B, L, Di) each
         u = self.conv(u.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)  # causal
@@ -106,6 +113,9 @@ class SelectiveSSM(nn.Module):
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt)) * keep  # (B, L, Di); 0 at padding
         y = selective_scan(
-            u, delta, -torch.exp(self.A_log), B, C, self.D, keep_states=self.keep_states
-        )
+            u, delta, -torch.exp(self.A_log), B, C, self.D,
+            keep_states=self.keep_states, last_only=last_only,
+        )  # fmt: skip
+        if last_only:
+            gate, keep = gate[:, -1:], keep[:, -1:]
         return self.out_proj(y * F.silu(gate)) * keep
