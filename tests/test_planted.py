@@ -116,6 +116,19 @@ def test_study_cache_reuses_a_run_only_when_data_and_params_match(tmp_path, monk
         run_study("planted:first-order", ["markov"], [0], Params(), ["train.patience=9"], cache)
 
 
+def test_a_split_folder_is_fingerprinted_by_the_parts_a_study_reads(tmp_path):
+    from recsys.training.study import _data_fingerprint
+
+    for part in ("train", "val", "test", "users", "items"):
+        (tmp_path / f"{part}.parquet").write_bytes(part.encode())
+    first = _data_fingerprint(str(tmp_path))
+    (tmp_path / "meta.json").write_text("{}")  # a newer pipeline's report on the same rows
+    (tmp_path / "quarantine.parquet").write_bytes(b"none")
+    assert _data_fingerprint(str(tmp_path)) == first
+    (tmp_path / "val.parquet").write_bytes(b"other rows")
+    assert _data_fingerprint(str(tmp_path)) != first
+
+
 def test_models_report_renders_every_eval_file(tmp_path, monkeypatch):
     def part(ndcg):
         warm, cold = {"ndcg@10": ndcg, "n_events": 3}, {"ndcg@10": 0.0, "n_events": 7}

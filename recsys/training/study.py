@@ -29,7 +29,14 @@ from recsys.training.checkpoint import load_model
 from recsys.training.leave_one_out import loo_split
 from recsys.training.runtime import resolve_device
 from recsys.training.scoring import K, history_len, score_queries
-from recsys.training.tensors import EventLog, HistoryBy, QuerySet, SplitData, load_split
+from recsys.training.tensors import (
+    SPLIT_PARTS,
+    EventLog,
+    HistoryBy,
+    QuerySet,
+    SplitData,
+    load_split,
+)
 from recsys.training.train import model_config, train_model
 
 METRICS = ("ndcg@10", "hr@10")
@@ -149,13 +156,14 @@ def run_study(
 
 
 def _data_fingerprint(source: str) -> str:
-    """The source's bytes (a file, or every file of a split folder) or, for planted data, its
-    name (generated from fixed defaults)."""
+    """The bytes a study reads (the ratings file of `looK:`, or the parts of a split folder:
+    not its meta.json or quarantine, which a pipeline run may rewrite with the same rows) or,
+    for planted data, its name (generated from fixed defaults)."""
     if source.startswith("planted:"):
         return source
     prefix, _, rest = source.partition(":") if source.startswith("loo") else ("", "", source)
-    path = Path(rest)  # the ratings file of `looK:` (K is in the key) or a split folder
-    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    path = Path(rest)  # K of `looK:` is in the key
+    files = [path / f"{part}.parquet" for part in SPLIT_PARTS] if path.is_dir() else [path]
     digest = hashlib.sha256(prefix.encode())
     for f in files:
         digest.update(f.name.encode())

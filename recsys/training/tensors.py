@@ -86,10 +86,13 @@ def data_spec(train: pd.DataFrame, n_users: int, n_items: int) -> DataSpec:
     )
 
 
+SPLIT_PARTS = ("train", "val", "test", "users", "items")  # the files load_split reads
+
+
 def load_split(split_dir: str | Path) -> SplitData:
     """Read `artifacts/split/` (train/val/test parquet and id maps)."""
     split_dir = Path(split_dir)
-    names = ("train", "val", "test", "users", "items")
+    names = SPLIT_PARTS
     missing = [n for n in names if not (split_dir / f"{n}.parquet").is_file()]
     if missing:
         raise RecsysError(
