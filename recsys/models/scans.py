@@ -136,8 +136,9 @@ def _selective_scan_inference(u, delta, A, B, C, D, last_only):  # shapes as sel
     """The forward of _SelectiveScanFn with one running state and nothing kept for backward.
 
     Rows are scanned in blocks of ROWS_PER_BLOCK, each over all its steps, so that the
-    (rows, D, N) state and its decay buffer stay in cache (2-core CPU: 1.2x over one block of
-    1,024 rows, `recsys bench eval`). With `last_only` only the last step's output is formed.
+    (rows, D, N) state and its decay buffer stay in cache (on a 2-core CPU, 1,024 rows x 50
+    steps at D = 128, N = 32: 227 ms against 273 in one block). With `last_only` only the last
+    step's output is formed.
     """
     batch, length, _ = u.shape
     out_len = 1 if last_only else length
