@@ -122,9 +122,10 @@ def run_study(
     """Every run × seed; the table rows and the paired comparisons of each pair of runs.
 
     With `cache`, each run × seed result (val metrics, epochs, per-user test metrics) is kept
-    there under a key of the data's bytes and the run's full params, and reused by a later
-    study with the same key: an interrupted study resumes, and an ablation table can share the
-    `full` runs of a main table (the test set is still read once per run and seed).
+    there under a key of the data's bytes and the params sections the run reads (`_cache_path`),
+    and reused by a later study with the same key: an interrupted study resumes, and an
+    ablation table can share the `full` runs of a main table (the test set is still read once
+    per run and seed).
     """
     with tempfile.TemporaryDirectory(prefix="recsys-study-") as tmp:
         work = Path(tmp)
