@@ -197,7 +197,8 @@ class SS4RecParams(Section):
     d_state: int = Field(default=32, ge=2, multiple_of=2)  # S5 and Mamba state size
     d_conv: int = Field(default=4, ge=1)  # Mamba causal conv width
     expand: int = Field(default=2, ge=1)  # Mamba inner width = expand * d_model
-    dt_min: float = Field(default=0.001, gt=0)  # initial step range (S5 and Mamba)
+    # S5's initial step range; Mamba keeps its own 0.001-0.1 (as in the official code)
+    dt_min: float = Field(default=0.001, gt=0)
     dt_max: float = Field(default=0.1, gt=0)
     gap_unit_days: float = Field(default=1 / 24, gt=0)  # time gaps are log1p(days / unit)
     dropout: float = Field(default=0.2, ge=0, lt=1)

@@ -242,6 +242,18 @@ def test_variants_drop_the_layer_they_name():
     assert "TimeAwareS5" not in layers["mamba_only"] and "SelectiveSSM" in layers["mamba_only"]
 
 
+def test_step_range_sets_s5_alone_and_mamba_keeps_its_own():
+    """dt_min / dt_max span S5's initial steps; Mamba's softplus(dt bias) stays in 0.001-0.1."""
+    model = build("ss4rec", dt_min=0.5, dt_max=2.0)
+    block = model.blocks[0]
+    s5_steps = block.s5.log_step.detach().exp()
+    mamba_steps = torch.nn.functional.softplus(block.mamba.dt_proj.bias.detach())
+    assert s5_steps.min() >= 0.5 and s5_steps.max() <= 2.0
+    assert mamba_steps.min() >= 0.001 - 1e-7 and mamba_steps.max() <= 0.1 + 1e-7
+    default = build("ss4rec")  # same seed, same draws: only S5's range moved
+    torch.testing.assert_close(default.blocks[0].mamba.dt_proj.bias, block.mamba.dt_proj.bias)
+
+
 def test_ss4rec_without_rating_input_never_reads_ratings():
     model = build("ss4rec", use_rating_input=False).eval()
     batch = query_batch()

@@ -27,6 +27,10 @@ from recsys.config import SS4RecParams
 from recsys.models.base import Batch, DataSpec, Recommender, target_states
 from recsys.models.ssm import SelectiveSSM, TimeAwareS5
 
+# Mamba's initial step range: mamba-ssm's defaults, which the official SS4Rec keeps while its
+# dt_min / dt_max configure S5 alone (a wider S5 range must not also retime the Mamba half)
+MAMBA_DT_MIN, MAMBA_DT_MAX = 0.001, 0.1
+
 
 class SSBlock(nn.Module):
     """Time-aware S5 then Mamba, each followed by dropout and residual + LayerNorm.
@@ -42,7 +46,7 @@ class SSBlock(nn.Module):
             self.norm_s5 = nn.LayerNorm(cfg.d_model)
         if cfg.variant != "s5_only":
             self.mamba = SelectiveSSM(
-                cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, cfg.dt_min, cfg.dt_max
+                cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, MAMBA_DT_MIN, MAMBA_DT_MAX
             )
             self.norm_mamba = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
