@@ -56,6 +56,7 @@ def test_train_then_evaluate_write_the_contract_files(split_dir: Path, tmp_path:
             == (report[part]["n_events"])
         )
     assert report["test"]["n_events"] == len(test)
+    assert report["epochs"] == {"ranking": 1, "rating": 1}  # one pass: one epoch for both
     assert report["test"]["warm"]["n_events"] == int(test["user_id"].isin(train_users).sum())
     assert set(report["baselines"]) == {"mean", "bias", "markov"}
     # the stage's model is the bias baseline itself: its row must equal the sanity row

@@ -73,6 +73,27 @@ def test_fast_scorer_equals_the_reference_on_real_queries(split, model_name):
         np.testing.assert_array_equal(getattr(fast, key), getattr(ref, key))
 
 
+@pytest.mark.parametrize("model_name", ["ss4rec", "ncf"])
+def test_a_rater_predicts_the_ratings_and_the_model_still_ranks(split, model_name):
+    """Where the rating epoch differs (`checkpoint.load_rater`): ratings as the rater alone
+    gives them, ranks as the model alone, on both paths."""
+    model, log = make_model(model_name, split), EventLog(split)
+    rater = make_model(model_name, split)
+    with torch.no_grad():
+        for weight in rater.parameters():
+            weight.add_(0.3 * torch.randn_like(weight))
+    queries = val_and_test(log)
+    alone = {
+        "model": score_queries(model, queries, batch_size=7, device=CPU),
+        "rater": score_queries(rater, queries, batch_size=7, device=CPU),
+    }
+    assert np.abs(alone["model"].pred_rating - alone["rater"].pred_rating).max() > 0.1
+    for path in (score_queries, score_queries_reference):
+        both = path(model, queries, batch_size=7, device=CPU, rater=rater)
+        np.testing.assert_allclose(both.pred_rating, alone["rater"].pred_rating, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(both.rank, alone["model"].rank)
+
+
 def test_a_history_context_is_exactly_the_window_and_the_target_second(split):
     log = EventLog(split)
     queries = val_and_test(log)

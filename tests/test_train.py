@@ -18,7 +18,7 @@ from recsys.errors import RecsysError, run_reporting_errors
 from recsys.etl.split import temporal_split
 from recsys.models.base import DataSpec, Recommender
 from recsys.models.registry import MODELS
-from recsys.training.checkpoint import load_model
+from recsys.training.checkpoint import load_model, load_rater
 from recsys.training.tensors import SplitData, split_from_frames
 from recsys.training.train import train_model
 from tests.conftest import tiny_ratings
@@ -124,6 +124,44 @@ def test_early_stopping_keeps_the_best_epoch(tiny_split, tmp_path):
     assert final["epoch"] == 1 and last["epoch"] == 3
     assert final["state_dict"]["offset"] < last["state_dict"]["offset"]
     assert final["metrics"]["val/rmse"] == pytest.approx(state.stopper.best_value)
+
+
+def test_ratings_come_from_the_epoch_with_the_lowest_val_rmse(tiny_split, tmp_path):
+    # drift: val RMSE (and MAE) worsen every epoch, so the lowest RMSE is epoch 1 while an
+    # early stop on the *highest* val/mae keeps the last epoch: the two epochs differ
+    by_mae = TRAIN.model_copy(
+        update={"early_stop_metric": "val/mae", "early_stop_mode": "max", "patience": 5}
+    )
+    run(tiny_split, tmp_path, "a", config=ToyConfig(drift=True, epochs=3), train=by_mae)
+    model, ckpt = load_model(tmp_path / "a.pt")
+    assert (ckpt["epoch"], ckpt["rating_epoch"]) == (3, 1)
+    rater = load_rater(ckpt)
+    assert rater is not None and rater.offset < model.offset
+    epoch_1 = torch.load(tmp_path / "a.state.pt", weights_only=True)["rating_state"]
+    assert torch.equal(rater.offset, epoch_1["offset"])
+    assert ckpt["rating_metrics"]["val/rmse"] < ckpt["metrics"]["val/rmse"]
+
+    # early stopping on val/rmse itself: one epoch for both, stored once
+    by_rmse = TRAIN.model_copy(update={"early_stop_metric": "val/rmse", "early_stop_mode": "min"})
+    run(tiny_split, tmp_path, "b", config=ToyConfig(drift=True, epochs=3), train=by_rmse)
+    _, ckpt = load_model(tmp_path / "b.pt")
+    assert (ckpt["epoch"], ckpt["rating_epoch"]) == (1, 1)
+    assert "rating_state_dict" not in ckpt and load_rater(ckpt) is None
+
+
+def test_the_rating_epoch_survives_a_resume(tiny_split, tmp_path):
+    by_mae = TRAIN.model_copy(
+        update={"early_stop_metric": "val/mae", "early_stop_mode": "max", "patience": 5}
+    )
+    config = ToyConfig(drift=True, epochs=3)
+    run(tiny_split, tmp_path, "whole", config=config, train=by_mae)
+    CRASH_AT_STEP["step"] = 2 * -(-len(tiny_split.train) // config.batch_size) + 1  # in epoch 3
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run(tiny_split, tmp_path, "killed", config=config, train=by_mae)
+    CRASH_AT_STEP["step"] = None
+    run(tiny_split, tmp_path, "killed", config=config, train=by_mae, resume=True)
+    assert (tmp_path / "killed.pt").read_bytes() == (tmp_path / "whole.pt").read_bytes()
+    assert torch.load(tmp_path / "killed.pt", weights_only=True)["rating_epoch"] == 1
 
 
 def test_resume_continues_from_the_saved_epoch_to_the_same_bytes(tiny_split, tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 Both score the same queries (every val and test event of the split, as `evaluate@` does) with
 the same model, in one run: the checkpoint in `models/<model>.pt` when there is one, else the
-model freshly built from params.yaml (speed does not depend on the weights). The reference
+model freshly built from params.yaml (speed does not depend on the weights). A checkpoint whose
+ratings come from another epoch (`rating_state_dict`) is scored as `evaluate@` scores it, with
+both weight sets: then the fast path encodes each context twice (`"rater": true`). The reference
 is the path as it was before the fast one: each query encoded on its own, twice (rating and
 ranking), its scans storing every state, glibc's default allocator; the fast path encodes
 each distinct context once, without stored states, with `keep_freed_memory` as `evaluate`
@@ -21,7 +23,7 @@ import torch
 from recsys.config import Params
 from recsys.models.registry import model_class
 from recsys.models.ssm import SelectiveSSM
-from recsys.training.checkpoint import load_model
+from recsys.training.checkpoint import load_model, load_rater
 from recsys.training.runtime import keep_freed_memory, resolve_device, seed_everything
 from recsys.training.scoring import history_len, score_queries, score_queries_reference
 from recsys.training.tensors import EventLog, QuerySet, SplitData
@@ -29,13 +31,15 @@ from recsys.training.train import model_config
 
 
 def eval_model(name: str, data: SplitData, params: Params, checkpoints: Path | None):
-    """The model to score with: its checkpoint if present, else built from params."""
+    """The model to score with, its config, where it came from, and its rater (or None): its
+    checkpoint if present, else built from params.yaml."""
     path = None if checkpoints is None else checkpoints / f"{name}.pt"
     if path is not None and path.is_file():
         model, ckpt = load_model(path)
-        return model, model_class(ckpt["model"]).Config(**ckpt["config"]), str(path)
+        config = model_class(ckpt["model"]).Config(**ckpt["config"])
+        return model, config, str(path), load_rater(ckpt)
     config = model_config(name, params)
-    return model_class(name)(config, data.spec), config, "initialised from params.yaml"
+    return model_class(name)(config, data.spec), config, "initialised from params.yaml", None
 
 
 def keep_states(model: torch.nn.Module, keep: bool | None) -> None:
@@ -60,21 +64,26 @@ def bench_eval(
     rows = np.r_[log.rows_of("val"), log.rows_of("test")]
     setups = {}
     for name in models:
-        model, config, source = eval_model(name, data, params, checkpoints)
-        model.to(device)
+        model, config, source, rater = eval_model(name, data, params, checkpoints)
+        for part in (model, rater):
+            if part is not None:
+                part.to(device)
         setups[name] = (
-            model,
+            (model, rater),
             QuerySet(log, rows, history_len(model, config, params.train)),
             source,
         )
     reference = {}
-    for name, (model, queries, _) in setups.items():
-        keep_states(model, True)  # the reference scans as before the fast path
-        reference[name] = _timed(score_queries_reference, model, queries, params, device, repeats)
-        keep_states(model, None)
+    for name, (models, queries, _) in setups.items():
+        present = [part for part in models if part is not None]
+        for part in present:
+            keep_states(part, True)  # the reference scans as before the fast path
+        reference[name] = _timed(score_queries_reference, models, queries, params, device, repeats)
+        for part in present:
+            keep_states(part, None)
     keep_freed_memory()
-    for name, (model, queries, source) in setups.items():
-        fast_s, fast = _timed(score_queries, model, queries, params, device, repeats)
+    for name, (models, queries, source) in setups.items():
+        fast_s, fast = _timed(score_queries, models, queries, params, device, repeats)
         ref_s, ref = reference[name]
         results[name] = {
             "fast_queries_per_s": len(queries) / fast_s,
@@ -83,18 +92,21 @@ def bench_eval(
             "max_abs_diff": float(np.max(np.abs(fast.pred_rating - ref.pred_rating), initial=0)),
             "rank_mismatches": int(np.sum(fast.rank != ref.rank)),
             "n_queries": len(queries),
-            "n_contexts": len(queries.contexts(model.context)[0]),
+            "n_contexts": len(queries.contexts(models[0].context)[0]),
             "threads": torch.get_num_threads(),
             "model": source,
+            "rater": models[1] is not None,
         }
     return results
 
 
-def _timed(scorer, model, queries: QuerySet, params: Params, device, repeats: int):
-    """The median seconds of `repeats` scorings and the last scoring."""
+def _timed(scorer, models, queries: QuerySet, params: Params, device, repeats: int):
+    """The median seconds of `repeats` scorings (models: the ranker and its rater or None)
+    and the last scoring."""
     seconds = []
+    model, rater = models
     for _ in range(repeats):
         started = time.perf_counter()
-        scored = scorer(model, queries, params.train.eval_batch_size, device)
+        scored = scorer(model, queries, params.train.eval_batch_size, device, rater=rater)
         seconds.append(time.perf_counter() - started)
     return float(np.median(seconds)), scored

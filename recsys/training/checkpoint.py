@@ -1,5 +1,9 @@
 """Checkpoints: weights + model name + config + DataSpec + data fingerprint, byte-stable.
 
+`state_dict` holds the weights of the epoch with the best early-stop metric (they rank);
+`rating_state_dict`, where present, those of the epoch with the lowest val/rmse (they predict
+ratings: `load_rater`).
+
 Saved through an in-memory buffer, so the archive's inner folder name never depends on the
 temp file's name and identical tensors give identical bytes; loaded with weights_only=True.
 """
@@ -50,12 +54,18 @@ def model_payload(model: Recommender, config, data: DataSpec, fingerprint: str) 
     }
 
 
-def build_model(ckpt: dict[str, Any]) -> Recommender:
+def build_model(ckpt: dict[str, Any], weights: str = "state_dict") -> Recommender:
     """Rebuild the model a checkpoint describes and load its weights (on CPU, eval mode)."""
     cls = model_class(ckpt["model"])
     model = cls(cls.Config(**ckpt["config"]), DataSpec(**ckpt["data"]))
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(ckpt[weights])
     return model.eval()
+
+
+def load_rater(ckpt: dict[str, Any]) -> Recommender | None:
+    """The model that predicts ratings: the lowest-val/rmse epoch's weights, or None where
+    they are the ranking weights (the same epoch)."""
+    return build_model(ckpt, "rating_state_dict") if "rating_state_dict" in ckpt else None
 
 
 def load_model(path: str | Path) -> tuple[Recommender, dict[str, Any]]:

@@ -3,9 +3,11 @@
 Every val / test event is a query whose history is the user's events with a strictly earlier
 timestamp, from train, val and earlier test rows (same-second siblings are not history). RMSE
 and MAE score the predicted rating; HR@10, NDCG@10 and MRR@10 the rank of the true item among
-all n_items training items (no item is masked out; ties count against the model). Items unseen
-in training cannot be ranked and get rank n_items; their count is in the file. Warm users have
-a training rating, cold users none. The global-mean and user+item-bias baselines are evaluated
+all n_items training items (no item is masked out; ties count against the model). Ranks come
+from the checkpoint's best epoch by the early-stop metric, predicted ratings from its epoch
+with the lowest val RMSE (recsys.training.state). Items unseen in training cannot be ranked
+and get rank n_items; their count is in the file. Warm users have a training rating, cold
+users none. The global-mean and user+item-bias baselines are evaluated
 in the same run as sanity rows.
 
     python -m recsys.training.evaluate --model ncf --checkpoint models/ncf.pt \
@@ -36,7 +38,7 @@ from recsys.models.baselines import (
     UserItemBias,
 )
 from recsys.models.registry import model_class
-from recsys.training.checkpoint import load_model
+from recsys.training.checkpoint import load_model, load_rater
 from recsys.training.runtime import keep_freed_memory, resolve_device, seed_everything
 from recsys.training.scoring import K, Scored, history_len, metrics_of, score_queries
 from recsys.training.tensors import (
@@ -56,6 +58,8 @@ NOTES = {
     "unknown_items": "true items unseen in training cannot be ranked: rank n_items, counted "
     "in n_unknown_items",
     "cold": "users with no training rating",
+    "epochs": "ranks come from the epoch with the best early-stop metric on val, predicted "
+    "ratings (rmse, mae) from the epoch with the lowest val rmse",
 }
 
 
@@ -80,16 +84,24 @@ def fit_baselines(
 
 
 def evaluate_parts(
-    model: Recommender, config: BaseModel, log: EventLog, train: TrainParams, device: torch.device
+    model: Recommender,
+    config: BaseModel,
+    log: EventLog,
+    train: TrainParams,
+    device: torch.device,
+    rater: Recommender | None = None,
 ) -> dict[str, Scored]:
-    """The model scored on val and test queries."""
+    """The model scored on val and test queries (ratings by `rater` where given)."""
     max_len = history_len(model, config, train)
-    model.to(device)
+    for part in (model, rater):
+        if part is not None:
+            part.to(device)
     scored = {}
     for part in ("val", "test"):
         queries = QuerySet(log, log.rows_of(part), max_len)
-        desc = f"{model.name} {part}"
-        scored[part] = score_queries(model, queries, train.eval_batch_size, device, desc=desc)
+        scored[part] = score_queries(
+            model, queries, train.eval_batch_size, device, desc=f"{model.name} {part}", rater=rater
+        )
     return scored
 
 
@@ -129,9 +141,8 @@ def evaluate_checkpoint(
             f"{checkpoint}: trained on another split (train.parquet md5 differs); retrain it"
         )
     log, device = EventLog(data), resolve_device(train.device)
-    scored = evaluate_parts(
-        model, model_class(ckpt["model"]).Config(**ckpt["config"]), log, train, device
-    )
+    config = model_class(ckpt["model"]).Config(**ckpt["config"])
+    scored = evaluate_parts(model, config, log, train, device, rater=load_rater(ckpt))
     report = {part: metrics_of(s) for part, s in scored.items()}
     report["baselines"] = {
         name: {
@@ -140,7 +151,10 @@ def evaluate_checkpoint(
         }
         for name, b in fit_baselines(data, log, bias).items()
     }
-    report |= {"model": ckpt["model"], "n_items": data.spec.n_items, "notes": NOTES}
+    epochs = {"ranking": ckpt.get("epoch"), "rating": ckpt.get("rating_epoch", ckpt.get("epoch"))}
+    report |= {
+        "model": ckpt["model"], "n_items": data.spec.n_items, "epochs": epochs, "notes": NOTES
+    }  # fmt: skip
     write_json(metrics_path, report)
     write_parquet(predictions_path, predictions_frame(data.test, scored["test"]))
     return report

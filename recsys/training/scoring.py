@@ -45,17 +45,26 @@ def history_len(model: Recommender, config: BaseModel, train: TrainParams) -> in
 
 @torch.inference_mode()
 def score_queries(
-    model: Recommender, queries: QuerySet, batch_size: int, device: torch.device, desc: str = ""
+    model: Recommender,
+    queries: QuerySet,
+    batch_size: int,
+    device: torch.device,
+    desc: str = "",
+    rater: Recommender | None = None,
 ) -> Scored:
     """Predicted rating and full-ranking rank of every query's target item.
 
     Each distinct context (`model.context`: a user, or a history window with its target time)
     is encoded once, in chunks of similar history length that drop their common left padding
     (a model's state never depends on padding); every query of that context is rated and
-    ranked from its state, without autograd. Equal to `score_queries_reference` up to float
-    rounding (tests check it on real queries).
+    ranked from its state, without autograd. `rater` (the same model class with other weights,
+    `checkpoint.load_rater`) encodes the contexts again and predicts the ratings; `model` still
+    ranks. Equal to `score_queries_reference` up to float rounding (tests check it on real
+    queries).
     """
     model.eval()
+    if rater is not None:
+        rater.eval()
     first, which = queries.contexts(model.context)
     # contexts by history length, so that a chunk's windows can drop their common left padding
     n_hist = queries.n_hist.numpy()[first] if model.context == "history" else 0 * first
@@ -71,13 +80,15 @@ def score_queries(
         hi = min(lo + batch_size, len(first))
         width = int(n_hist[by_length[hi - 1]])  # the longest history of the chunk
         reps = queries.batch(torch.from_numpy(first[lo:hi]), width=width)
-        state = model.query_state(batch_to(reps, device))
+        reps = batch_to(reps, device)
+        state = model.query_state(reps)
         scores = model.rank_scores(state).float()  # (G, n_items + 1)
+        rating_state = state if rater is None else rater.query_state(reps)
         members = by_context[bounds[lo] : bounds[hi]]  # the queries of contexts lo..hi-1
         for part in np.array_split(members, -(-len(members) // batch_size) or 1):
             local = torch.from_numpy(which[part] - lo).to(device)
             item = queries.log.item[queries.rows[torch.from_numpy(part)]].to(device)
-            pred = model.rate(state[local], item).float()
+            pred = (rater or model).rate(rating_state[local], item).float()
             if torch.isnan(pred).any() or torch.isnan(scores).any():
                 raise RecsysError(f"{model.name} produced NaN scores ({desc or 'evaluation'})")
             preds[part] = pred.cpu()
@@ -87,19 +98,27 @@ def score_queries(
 
 @torch.no_grad()
 def score_queries_reference(
-    model: Recommender, queries: QuerySet, batch_size: int, device: torch.device, desc: str = ""
+    model: Recommender,
+    queries: QuerySet,
+    batch_size: int,
+    device: torch.device,
+    desc: str = "",
+    rater: Recommender | None = None,
 ) -> Scored:
     """score_queries the plain way: every query encoded on its own, twice (rating, ranking).
 
     The reference the fast path is tested and benchmarked against (`recsys bench eval`).
     """
     model.eval()
+    if rater is not None:
+        rater.eval()
     preds, ranks = [], []
     n_batches = -(-len(queries) // batch_size)
     batches = iterate_batches(len(queries), batch_size, shuffle=False)
     for idx in tqdm(batches, total=n_batches, desc=desc, disable=None, leave=False):
         batch = batch_to(queries.batch(idx), device)
-        pred, scores = model.predict_rating(batch).float(), model.score_items(batch).float()
+        pred = (rater or model).predict_rating(batch).float()
+        scores = model.score_items(batch).float()
         if torch.isnan(pred).any() or torch.isnan(scores).any():
             raise RecsysError(f"{model.name} produced NaN scores ({desc or 'evaluation'})")
         preds.append(pred.cpu())
