@@ -382,12 +382,17 @@ def eval_table(reports: dict[str, dict], part: str, group: str | None = None) ->
     """Rows = models then baselines, columns = metrics of `part` (val/test), all or warm/cold."""
     rows, baselines = [], {}
     for name, report in reports.items():
-        rows.append({"model": name, **_metrics_of(report.get(part, {}), group)})
+        epochs = report.get("epochs", {})  # ranks and ratings may come from different epochs
+        rows.append(
+            {"model": name, **_metrics_of(report.get(part, {}), group),
+             "rank epoch": epochs.get("ranking"), "rating epoch": epochs.get("rating")}
+        )  # fmt: skip
         baselines.update(report.get("baselines", {}))  # identical in every model's file
     for name, report in baselines.items():
         rows.append({"model": f"{name} (baseline)", **_metrics_of(report.get(part, {}), group)})
     frame = pd.DataFrame(rows)
-    return frame[["model", *[c for c in (*EVAL_METRICS, "n_events") if c in frame]]]
+    columns = (*EVAL_METRICS, "n_events", "rank epoch", "rating epoch")
+    return frame[["model", *[c for c in columns if c in frame]]]
 
 
 def _metrics_of(part: dict, group: str | None) -> dict:

@@ -203,8 +203,9 @@ def _cmd_bench_eval(args: argparse.Namespace) -> int:
     if args.threads:
         params.train.num_threads = args.threads
     results = bench_eval(
-        load_split(args.split), args.models, params, args.checkpoints, args.repeats
-    )
+        load_split(args.split), args.models, params, args.checkpoints, args.repeats,
+        ranking_only=args.ranking_only,
+    )  # fmt: skip
     _print_table(results, args.json)
     return 0
 
@@ -520,6 +521,12 @@ def _add_bench_eval(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoints", type=Path, default=Path("models"), help="default: models")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per path (median)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: train.num_threads)")
+    p.add_argument(
+        "--ranking-only",
+        action="store_true",
+        help="score with a checkpoint's ranking weights alone (as validation in training does); "
+        "by default its rating weights, where it has them, predict the ratings as in evaluate",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_bench_eval)
 

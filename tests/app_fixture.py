@@ -133,7 +133,7 @@ def _scores(rmse: float, hr: float, n: int) -> dict:
             "mrr@10": round(hr / 3, 4), "n_events": n, "n_unknown_items": 1}  # fmt: skip
 
 
-def eval_report(model: str, rmse: float, hr: float) -> dict:
+def eval_report(model: str, rmse: float, hr: float, epochs: tuple[int, int]) -> dict:
     """metrics/eval/<model>.json in the format of recsys.evaluate.evaluate_checkpoint."""
 
     def part(r: float, h: float, n: int) -> dict:
@@ -143,7 +143,8 @@ def eval_report(model: str, rmse: float, hr: float) -> dict:
     baselines = {"mean": {"val": part(1.15, 0.02, 60), "test": part(1.14, 0.021, 60)},
                  "bias": {"val": part(1.04, 0.03, 60), "test": part(1.03, 0.031, 60)}}  # fmt: skip
     return {"val": part(rmse - 0.01, hr + 0.01, 60), "test": part(rmse, hr, 60),
-            "baselines": baselines, "model": model, "n_items": 60, "notes": {}}  # fmt: skip
+            "baselines": baselines, "model": model, "n_items": 60,
+            "epochs": {"ranking": epochs[0], "rating": epochs[1]}, "notes": {}}  # fmt: skip
 
 
 def write_models(repo: Path) -> dict[str, dict]:
@@ -151,8 +152,8 @@ def write_models(repo: Path) -> dict[str, dict]:
     from dvclive import Live
 
     reports = {
-        "ncf": eval_report("ncf", 0.981, 0.074),
-        "ss4rec": eval_report("ss4rec", 0.962, 0.112),
+        "ncf": eval_report("ncf", 0.981, 0.074, (3, 3)),
+        "ss4rec": eval_report("ss4rec", 0.962, 0.112, (3, 2)),
     }
     for model, report in reports.items():
         write_json(repo / "metrics" / "eval" / f"{model}.json", report)

@@ -223,6 +223,11 @@ def test_models_tables_equal_eval_files(projects, monkeypatch):
             assert main.loc[model, metric] == report["test"][metric]
             assert warm.loc[model, metric] == report["test"]["warm"][metric]
             assert cold.loc[model, metric] == report["test"]["cold"][metric]
+        epochs = report["epochs"]
+        assert (main.loc[model, "rank epoch"], main.loc[model, "rating epoch"]) == (
+            epochs["ranking"], epochs["rating"]
+        )  # fmt: skip
+    assert (main.loc["ss4rec", "rank epoch"], main.loc["ss4rec", "rating epoch"]) == (3, 2)
     bias = facts["eval"]["ncf"]["baselines"]["bias"]["test"]["rmse"]
     assert main.loc["bias (baseline)", "rmse"] == bias
     app.radio[0].set_value("val").run()

@@ -180,6 +180,15 @@ def test_resume_continues_from_the_saved_epoch_to_the_same_bytes(tiny_split, tmp
     assert (tmp_path / "killed.pt").read_bytes() == (tmp_path / "whole.pt").read_bytes()
 
 
+def test_resume_refuses_a_state_without_the_rating_epoch(tiny_split, tmp_path):
+    run(tiny_split, tmp_path, "a")
+    saved = torch.load(tmp_path / "a.state.pt", weights_only=True)
+    del saved["rating"], saved["rating_state"]  # as a state saved before the rating epoch
+    torch.save(saved, tmp_path / "a.state.pt")
+    with pytest.raises(RecsysError, match="saved by an older recsys; run without --resume"):
+        run(tiny_split, tmp_path, "a", resume=True)
+
+
 def test_resume_refuses_a_state_from_other_params(tiny_split, tmp_path):
     run(tiny_split, tmp_path, "a")
     with pytest.raises(RecsysError, match="saved with a different config"):

@@ -14,7 +14,11 @@ else:
     part = st.radio("Split", ["test", "val"], horizontal=True)
     st.subheader(f"{part}: models and baselines")
     st.dataframe(data.eval_table(reports, part), hide_index=True, width="stretch")
-    st.caption("RMSE/MAE: lower is better. HR@10, NDCG@10, MRR@10: full ranking, higher is better.")
+    st.caption(
+        "RMSE/MAE: lower is better. HR@10, NDCG@10, MRR@10: full ranking, higher is better. "
+        "A model ranks with the weights of its best epoch by train.early_stop_metric on val "
+        "(rank epoch) and rates with those of its lowest val RMSE (rating epoch)."
+    )
     warm, cold = st.columns(2)
     warm.subheader("Warm users (rated in train)")
     warm.dataframe(data.eval_table(reports, part, "warm"), hide_index=True)

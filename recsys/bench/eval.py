@@ -4,7 +4,8 @@ Both score the same queries (every val and test event of the split, as `evaluate
 the same model, in one run: the checkpoint in `models/<model>.pt` when there is one, else the
 model freshly built from params.yaml (speed does not depend on the weights). A checkpoint whose
 ratings come from another epoch (`rating_state_dict`) is scored as `evaluate@` scores it, with
-both weight sets: then the fast path encodes each context twice (`"rater": true`). The reference
+both weight sets: then the fast path encodes each context twice (`"rater": true`), unless
+`ranking_only` (the ranking weights alone, as validation during training scores). The reference
 is the path as it was before the fast one: each query encoded on its own, twice (rating and
 ranking), its scans storing every state, glibc's default allocator; the fast path encodes
 each distinct context once, without stored states, with `keep_freed_memory` as `evaluate`
@@ -50,7 +51,12 @@ def keep_states(model: torch.nn.Module, keep: bool | None) -> None:
 
 
 def bench_eval(
-    data: SplitData, models: list[str], params: Params, checkpoints: Path | None, repeats: int
+    data: SplitData,
+    models: list[str],
+    params: Params,
+    checkpoints: Path | None,
+    repeats: int,
+    ranking_only: bool = False,
 ) -> dict:
     """Per model: fast and reference queries/s (median of `repeats`), and their agreement.
 
@@ -65,6 +71,7 @@ def bench_eval(
     setups = {}
     for name in models:
         model, config, source, rater = eval_model(name, data, params, checkpoints)
+        rater = None if ranking_only else rater
         for part in (model, rater):
             if part is not None:
                 part.to(device)

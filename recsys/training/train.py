@@ -3,8 +3,10 @@
 Adam on the model's own loss over batches pre-built as tensors (a seeded permutation per
 epoch), early stopping on a validation metric (train.early_stop_metric), the full training
 state saved every epoch (`--state`, continued with `--resume`), the best epoch's weights written
-to `--out`. A loss or gradient that is not finite stops the run with one line and a debug state.
-Metrics go to dvclive and to W&B (offline unless WANDB_MODE says otherwise; never needs a login).
+to `--out` (with the lowest-val-RMSE epoch's weights, which predict ratings, where that epoch is
+another: recsys.training.state). A loss or gradient that is not finite stops the run with one
+line and a debug state. Metrics go to dvclive and to W&B (offline unless WANDB_MODE says
+otherwise; never needs a login).
 
 The model's params section must hold lr, batch_size and epochs (weight_decay and max_len are
 optional). Closed-form baselines (`mean`, `bias`) are fitted in one pass instead.
@@ -220,9 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         stopper = state.stopper
         if context_from_env().is_main:
+            rating = ""
+            if state.rating_epoch != stopper.best_epoch:
+                rating = (
+                    f", ratings from epoch {state.rating_epoch} "
+                    f"({state.rating.metric} {state.rating.best_value:.4f})"
+                )
             print(
                 f"train {args.model}: {state.epoch} epoch(s), best epoch {stopper.best_epoch} "
-                f"({stopper.metric} {stopper.best_value:.4f}) -> {args.out}"
+                f"({stopper.metric} {stopper.best_value:.4f}){rating} -> {args.out}"
             )
         return 0
 
