@@ -37,6 +37,36 @@ def test_bench_eval_json_has_the_contract_keys_and_the_paths_agree(tmp_path):
         assert row["model"] == "initialised from params.yaml"
 
 
+def test_bench_eval_scores_a_checkpoint_with_its_rating_weights_as_evaluate_does(tmp_path):
+    import torch
+
+    from recsys.bench.eval import bench_eval
+    from recsys.config import load_params
+    from recsys.etl.split import temporal_split
+    from recsys.models.ncf import NCF
+    from recsys.training.checkpoint import model_payload, save_checkpoint
+    from recsys.training.tensors import split_from_frames
+
+    parts = temporal_split(tiny_ratings(), SplitParams())
+    data = split_from_frames(parts["train"], parts["val"], parts["test"])
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    params.train.device = "cpu"
+    torch.manual_seed(0)
+    model = NCF(params.ncf, data.spec)
+    rating = {k: v + 0.1 * torch.randn_like(v) for k, v in model.state_dict().items()}
+    (tmp_path / "models").mkdir()
+    save_checkpoint(
+        tmp_path / "models" / "ncf.pt",
+        {**model_payload(model, params.ncf, data.spec, data.fingerprint),
+         "state_dict": model.state_dict(), "rating_state_dict": rating},
+    )  # fmt: skip
+    both = bench_eval(data, ["ncf"], params, tmp_path / "models", repeats=1)["ncf"]
+    alone = bench_eval(data, ["ncf"], params, tmp_path / "models", 1, ranking_only=True)["ncf"]
+    assert both["rater"] and not alone["rater"]
+    for row in (both, alone):
+        assert row["max_abs_diff"] <= 1e-5 and row["rank_mismatches"] == 0
+
+
 def test_stage_clock_times_each_stage_from_its_line_to_the_next(monkeypatch):
     now = iter([0.0, 1.0, 4.0, 10.0])
     monkeypatch.setattr("recsys.bench.demo.time.perf_counter", lambda: next(now))
