@@ -13,7 +13,7 @@ import pytest
 from app import data
 from recsys.promote import model_in_stage, stages
 from tests.app_fixture import recorded_abtest
-from tests.conftest import PROJECT_ROOT, git
+from tests.conftest import PROJECT_ROOT, dvc, git
 
 
 def promote(repo: Path) -> subprocess.CompletedProcess:
@@ -74,3 +74,31 @@ def test_no_winner_promotes_nothing(repo: Path):
     ]
     assert git(repo, "tag") == ""
     assert data.prod_model(repo) is None
+
+
+def test_dvc_artifacts_get_fetches_the_promoted_model(tmp_path: Path):
+    """`dvc artifacts get . ss4rec` from the local cache, no remote: it needs a version tag,
+    which `recsys promote` registers; before that DVC cannot find the artifact."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy2(PROJECT_ROOT / "params.yaml", repo / "params.yaml")
+    git(repo, "init", "-q", "-b", "main")
+    assert dvc(repo, "init", "-q").returncode == 0
+    (repo / "dvc.yaml").write_text(
+        "artifacts:\n  ss4rec:\n    path: models/ss4rec.pt\n    type: model\n"
+    )
+    (repo / "models").mkdir()
+    (repo / "models" / "ss4rec.pt").write_bytes(b"weights of the trained model")
+    added = dvc(repo, "add", "-q", "models/ss4rec.pt")
+    assert added.returncode == 0, added.stderr
+    write_summary(repo, "B")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "trained")
+
+    before = dvc(repo, "artifacts", "get", ".", "ss4rec", "-o", str(tmp_path / "a.pt"))
+    assert before.returncode != 0 and "Unable to find artifact 'ss4rec'" in before.stderr
+    assert promote(repo).returncode == 0
+    for args, out in ((), "latest.pt"), (("--stage", "prod"), "prod.pt"):
+        got = dvc(repo, "artifacts", "get", ".", "ss4rec", *args, "-o", str(tmp_path / out))
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / out).read_bytes() == b"weights of the trained model"
